@@ -1,0 +1,97 @@
+package core
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// ReservedAnnotation is the NodeLocalStorage annotation that holds back VG
+// capacity from Open-Local: JSON {"<vg>": "10Gi" | "20%"}.
+const ReservedAnnotation = "csi.aliyun.com/storage-reserved"
+
+// DefaultOwnedLVPrefixes are LV name prefixes that mark an LV as Open-Local's:
+// "local" (the provisioner's volume-name prefix and the agent's --lvname default),
+// "csi-" (open-local's exception for older volumes) and "snap" (the snapshotter's
+// name prefix, so that our COW snapshots are charged by the ledger, not subtracted twice).
+var DefaultOwnedLVPrefixes = []string{"local", "csi-", "snap"}
+
+// Reservation is a parsed storage-reserved value for one VG.
+type Reservation struct {
+	Bytes     int64
+	Percent   Percent
+	IsPercent bool
+}
+
+// Of returns the reserved bytes of a VG of the given total size.
+func (r Reservation) Of(totalBytes int64) int64 {
+	if !r.IsPercent {
+		return r.Bytes
+	}
+	return int64(float64(totalBytes) * float64(r.Percent) / 100)
+}
+
+// ParseReservations parses the storage-reserved annotation. An empty value
+// reserves nothing. A malformed one is an error naming the VG and the value.
+func ParseReservations(annotation string) (map[string]Reservation, error) {
+	if strings.TrimSpace(annotation) == "" {
+		return nil, nil
+	}
+	var raw map[string]string
+	if err := json.Unmarshal([]byte(annotation), &raw); err != nil {
+		return nil, &InvalidValueError{Field: ReservedAnnotation, Value: annotation, Reason: "must be a JSON object of VG name to size or percentage, e.g. {\"open-local-pool-0\":\"10Gi\"}"}
+	}
+	out := make(map[string]Reservation, len(raw))
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, vg := range keys {
+		b, p, isPct, err := ParseSizeOrPercent(raw[vg])
+		if err != nil {
+			return nil, fmt.Errorf("%s: volume group %q: %w", ReservedAnnotation, vg, err)
+		}
+		out[vg] = Reservation{Bytes: b, Percent: p, IsPercent: isPct}
+	}
+	return out, nil
+}
+
+// IsOwnedLV reports whether an LV name marks the LV as Open-Local's.
+func IsOwnedLV(name string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if p != "" && strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Allocatable is what Open-Local may hand out of a VG: its size minus the LVs
+// that are not Open-Local's minus the reservation. It never goes below zero.
+// (open-local ignores percentage reservations; this honours them.)
+func Allocatable(vg VolumeGroup, ownedPrefixes []string, res Reservation) int64 {
+	a := vg.TotalBytes
+	for _, lv := range vg.LVs {
+		if !IsOwnedLV(lv.Name, ownedPrefixes) {
+			a -= lv.SizeBytes
+		}
+	}
+	a -= res.Of(vg.TotalBytes)
+	if a < 0 {
+		return 0
+	}
+	return a
+}
+
+// OwnedUsage is the bytes held by Open-Local's own LVs in a VG (snapshots included).
+func OwnedUsage(vg VolumeGroup, ownedPrefixes []string) int64 {
+	var u int64
+	for _, lv := range vg.LVs {
+		if IsOwnedLV(lv.Name, ownedPrefixes) {
+			u += lv.SizeBytes
+		}
+	}
+	return u
+}
