@@ -99,10 +99,10 @@ type exclusiveState struct {
 }
 
 type nodeState struct {
-	name string
-	vgs  []vgState
-	devs []exclusiveState
-	mps  []exclusiveState
+	name   string
+	vgs    []vgState
+	devs   []exclusiveState
+	mps    []exclusiveState
 	claims int
 }
 
