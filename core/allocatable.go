@@ -3,6 +3,7 @@ package core
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 )
@@ -24,12 +25,26 @@ type Reservation struct {
 	IsPercent bool
 }
 
-// Of returns the reserved bytes of a VG of the given total size.
+// Of returns the reserved bytes of a VG of the given total size. A
+// percentage is taken of the total and rounded down; the result is never
+// negative and, for a percentage, never above the total.
 func (r Reservation) Of(totalBytes int64) int64 {
 	if !r.IsPercent {
-		return r.Bytes
+		return max(0, r.Bytes)
 	}
-	return int64(float64(totalBytes) * float64(r.Percent) / 100)
+	if totalBytes <= 0 || r.Percent <= 0 {
+		return 0
+	}
+	if r.Percent >= 100 {
+		return totalBytes
+	}
+	// float64 keeps 53 bits: exact to the byte below 8 PiB, and off by less
+	// than a part in 10^15 above, which the clamp keeps within the VG.
+	f := math.Floor(float64(totalBytes) * float64(r.Percent) / 100)
+	if f >= float64(totalBytes) {
+		return totalBytes
+	}
+	return int64(f)
 }
 
 // ParseReservations parses the storage-reserved annotation. An empty value
@@ -49,6 +64,9 @@ func ParseReservations(annotation string) (map[string]Reservation, error) {
 	}
 	sort.Strings(keys)
 	for _, vg := range keys {
+		if strings.TrimSpace(vg) == "" {
+			return nil, &InvalidValueError{Field: ReservedAnnotation, Value: annotation, Reason: "a volume group name is empty"}
+		}
 		b, p, isPct, err := ParseSizeOrPercent(raw[vg])
 		if err != nil {
 			return nil, fmt.Errorf("%s: volume group %q: %w", ReservedAnnotation, vg, err)
@@ -75,14 +93,11 @@ func Allocatable(vg VolumeGroup, ownedPrefixes []string, res Reservation) int64 
 	a := vg.TotalBytes
 	for _, lv := range vg.LVs {
 		if !IsOwnedLV(lv.Name, ownedPrefixes) {
-			a -= lv.SizeBytes
+			a -= max(0, lv.SizeBytes)
 		}
 	}
 	a -= res.Of(vg.TotalBytes)
-	if a < 0 {
-		return 0
-	}
-	return a
+	return max(0, a)
 }
 
 // OwnedUsage is the bytes held by Open-Local's own LVs in a VG (snapshots included).

@@ -20,7 +20,19 @@ var (
 	ErrConflict = errors.New("claim already holds a different charge")
 	// ErrInvalid: a value a user wrote is not acceptable.
 	ErrInvalid = errors.New("invalid value")
+	// ErrUnknownClaim: the ledger holds no such claim. It also matches
+	// ErrInvalid, which Commit and Resize reported for it before.
+	ErrUnknownClaim error = &sentinel{msg: "claim not in the ledger", also: ErrInvalid}
 )
+
+// sentinel is an error value that is also another sentinel under errors.Is.
+type sentinel struct {
+	msg  string
+	also error
+}
+
+func (s *sentinel) Error() string { return s.msg }
+func (s *sentinel) Unwrap() error { return s.also }
 
 // InvalidValueError names a field, the value found and what is accepted.
 type InvalidValueError struct {

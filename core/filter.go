@@ -3,7 +3,9 @@ package core
 import (
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"sort"
+	"strings"
 )
 
 // Filter is one include/exclude pair of open-local's listConfig. The values are
@@ -32,12 +34,50 @@ func (e *PatternError) Error() string {
 	return fmt.Sprintf("%s: invalid regular expression %q: %v", e.Field, e.Pattern, e.Err)
 }
 
+// Unwrap lets errors.Is find ErrInvalid; the parser's error is in Err.
 func (e *PatternError) Unwrap() error { return ErrInvalid }
 
 // CompiledFilter is a Filter whose patterns parsed.
 type CompiledFilter struct {
-	include []*regexp.Regexp
-	exclude []*regexp.Regexp
+	include []wholeMatcher
+	exclude []wholeMatcher
+}
+
+// wholeMatcher matches a pattern against a whole name.
+type wholeMatcher struct {
+	// re is the pattern anchored at both ends, or, when anchored is false,
+	// the pattern itself in leftmost-longest mode.
+	re       *regexp.Regexp
+	anchored bool
+}
+
+func (m wholeMatcher) match(name string) bool {
+	if m.anchored {
+		return m.re.MatchString(name)
+	}
+	loc := m.re.FindStringIndex(name)
+	return loc != nil && loc[0] == 0 && loc[1] == len(name)
+}
+
+// compileWhole compiles p so that it matches whole names only. Gluing "^(?:"
+// and ")$" around the text is not enough: "a)|(b" would compile into a
+// different pattern and "\Qa" would quote the closing parenthesis. So p is
+// checked alone, and the anchors are added to its parsed form.
+func compileWhole(p string) (wholeMatcher, error) {
+	re, err := regexp.Compile(p)
+	if err != nil {
+		return wholeMatcher{}, err
+	}
+	if tree, perr := syntax.Parse(p, syntax.Perl); perr == nil {
+		whole := &syntax.Regexp{Op: syntax.OpConcat, Sub: []*syntax.Regexp{{Op: syntax.OpBeginText}, tree, {Op: syntax.OpEndText}}}
+		if anchored, cerr := regexp.Compile(whole.String()); cerr == nil {
+			return wholeMatcher{re: anchored, anchored: true}, nil
+		}
+	}
+	// Fallback, equally exact: with leftmost-longest matching, a match that
+	// starts at 0 and ends at len(name) exists exactly when p matches the name.
+	re.Longest()
+	return wholeMatcher{re: re}, nil
 }
 
 // CompileFilter parses f. field prefixes error messages ("listConfig.vgs").
@@ -45,17 +85,15 @@ type CompiledFilter struct {
 func CompileFilter(field string, f Filter) (*CompiledFilter, error) {
 	c := &CompiledFilter{}
 	var errs []error
-	compile := func(kind string, pats []string) []*regexp.Regexp {
-		out := make([]*regexp.Regexp, 0, len(pats))
+	compile := func(kind string, pats []string) []wholeMatcher {
+		out := make([]wholeMatcher, 0, len(pats))
 		for i, p := range pats {
-			// Anchor the whole pattern so "match the whole name" holds for
-			// alternations too ("a|b" must not match "ab").
-			re, err := regexp.Compile(`^(?:` + p + `)$`)
+			m, err := compileWhole(p)
 			if err != nil {
-				errs = append(errs, &PatternError{Field: fmt.Sprintf("%s.%s[%d]", field, kind, i), Pattern: p, Err: unwrapRegexpError(err)})
+				errs = append(errs, &PatternError{Field: fmt.Sprintf("%s.%s[%d]", field, kind, i), Pattern: p, Err: err})
 				continue
 			}
-			out = append(out, re)
+			out = append(out, m)
 		}
 		return out
 	}
@@ -67,15 +105,6 @@ func CompileFilter(field string, f Filter) (*CompiledFilter, error) {
 	return c, nil
 }
 
-// unwrapRegexpError strips the anchoring we added from syntax errors so the
-// message shows what the user wrote.
-func unwrapRegexpError(err error) error {
-	if se, ok := err.(interface{ Unwrap() error }); ok && se.Unwrap() != nil {
-		return se.Unwrap()
-	}
-	return err
-}
-
 // Match reports whether name is included and not excluded. With no include
 // pattern nothing is included: only listed resources are schedulable.
 func (c *CompiledFilter) Match(name string) bool {
@@ -83,8 +112,8 @@ func (c *CompiledFilter) Match(name string) bool {
 		return false
 	}
 	in := false
-	for _, re := range c.include {
-		if re.MatchString(name) {
+	for _, m := range c.include {
+		if m.match(name) {
 			in = true
 			break
 		}
@@ -92,8 +121,8 @@ func (c *CompiledFilter) Match(name string) bool {
 	if !in {
 		return false
 	}
-	for _, re := range c.exclude {
-		if re.MatchString(name) {
+	for _, m := range c.exclude {
+		if m.match(name) {
 			return false
 		}
 	}
@@ -165,14 +194,14 @@ func (c *CompiledListConfig) Apply(ns NodeStorage) FilteredStorage {
 type multiError []error
 
 func (m multiError) Error() string {
-	s := ""
+	var b strings.Builder
 	for i, e := range m {
 		if i > 0 {
-			s += "; "
+			b.WriteString("; ")
 		}
-		s += e.Error()
+		b.WriteString(e.Error())
 	}
-	return s
+	return b.String()
 }
 
 func (m multiError) Unwrap() []error { return m }
