@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -81,11 +82,16 @@ func applyOne(ctx context.Context, dyn dynamic.Interface, mapper *restmapper.Def
 	gvk := obj.GroupVersionKind()
 	var mapping *meta.RESTMapping
 	// A kind defined by a CRD applied a moment ago reaches discovery with
-	// a delay; reset the cached mapper until it shows up.
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, applyTimeout, true, func(context.Context) (bool, error) {
+	// a delay; reset the cached mapper until it shows up. A kind no CRD
+	// defines fails at once.
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, applyTimeout, true, func(ctx context.Context) (bool, error) {
 		var err error
 		mapping, err = mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		if meta.IsNoMatchError(err) {
+			defined, lerr := crdDefines(ctx, dyn, gvk)
+			if lerr != nil || !defined {
+				return false, errors.Join(err, lerr)
+			}
 			mapper.Reset()
 			return false, nil
 		}
@@ -108,6 +114,34 @@ func applyOne(ctx context.Context, dyn dynamic.Interface, mapper *restmapper.Def
 		return waitEstablished(ctx, ri, obj.GetName())
 	}
 	return nil
+}
+
+var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// crdDefines reports whether a CustomResourceDefinition serves gvk.
+func crdDefines(ctx context.Context, dyn dynamic.Interface, gvk schema.GroupVersionKind) (bool, error) {
+	if gvk.Group == "" || !strings.Contains(gvk.Group, ".") {
+		return false, nil // built-in groups; a CRD group always has a dot
+	}
+	crds, err := dyn.Resource(crdResource).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return false, err
+	}
+	for _, crd := range crds.Items {
+		group, _, _ := unstructured.NestedString(crd.Object, "spec", "group")
+		kind, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "kind")
+		if group != gvk.Group || kind != gvk.Kind {
+			continue
+		}
+		versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+		for _, v := range versions {
+			m, _ := v.(map[string]any)
+			if m["name"] == gvk.Version && m["served"] == true {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 func waitEstablished(ctx context.Context, ri dynamic.ResourceInterface, name string) error {

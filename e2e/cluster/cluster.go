@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -42,7 +44,8 @@ type Options struct {
 	// is set to the scheduler's own kubeconfig, and leader election is
 	// turned off unless the file sets it. Empty means the default profile.
 	SchedulerConfig string
-	// SchedulerArgs are extra kube-scheduler flags.
+	// SchedulerArgs are extra kube-scheduler flags; a flag given here
+	// overrides the default of the same name.
 	SchedulerArgs []string
 
 	// APIServerArgs are extra kube-apiserver flags; a flag given here
@@ -307,6 +310,13 @@ func (c *Cluster) startAPIServer(ctx context.Context, etcdURL string) error {
 			"--tls-cert-file=" + c.pki.ServingCert,
 			"--tls-private-key-file=" + c.pki.ServingKey,
 			"--client-ca-file=" + c.pki.CACert,
+			// Without a request-header CA the controller-manager and the
+			// scheduler log an error about it on every start.
+			"--requestheader-client-ca-file=" + c.pki.FrontProxyCA,
+			"--requestheader-allowed-names=front-proxy-client",
+			"--requestheader-username-headers=X-Remote-User",
+			"--requestheader-group-headers=X-Remote-Group",
+			"--requestheader-extra-headers-prefix=X-Remote-Extra-",
 			"--token-auth-file=" + c.pki.TokenFile,
 			"--authorization-mode=Node,RBAC",
 			"--enable-admission-plugins=NodeRestriction",
@@ -370,10 +380,50 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 			// lifecycle controller from timing Nodes out (package doc).
 			"--node-monitor-grace-period=24h",
 			"--node-startup-grace-period=24h",
+			// Check Nodes every second (default 5s): the not-ready taint
+			// of a new Node goes that much sooner.
+			"--node-monitor-period=1s",
 		}, c.opts.ControllerManagerArgs)
 		return args, c.loopbackProbe(ports[0], "/healthz")
 	})
-	return err
+	if err != nil || !controllerEnabled(c.opts.Controllers, "serviceaccount-controller", "serviceaccount") {
+		return err
+	}
+	// /healthz answers long before the controllers run: they start
+	// together once each has its own ServiceAccount token, seconds later.
+	// The "default" ServiceAccount of "default" is their first visible work.
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ReadyTimeout)
+	defer cancel()
+	err = wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		_, err := c.client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("kube-controller-manager: controllers did not start within %s; log tail:\n%s",
+			c.opts.ReadyTimeout, tailFile(filepath.Join(c.logDir, "kube-controller-manager.log"), 0, 40))
+	}
+	return nil
+}
+
+// controllerEnabled reports whether a --controllers list enables a
+// controller known by any of names.
+func controllerEnabled(list []string, names ...string) bool {
+	if len(list) == 0 {
+		list = []string{"*"}
+	}
+	star := false
+	for _, item := range list {
+		for _, n := range names {
+			switch item {
+			case n:
+				return true
+			case "-" + n:
+				return false
+			}
+		}
+		star = star || item == "*"
+	}
+	return star
 }
 
 func (c *Cluster) startScheduler(ctx context.Context) error {
@@ -386,7 +436,7 @@ func (c *Cluster) startScheduler(ctx context.Context) error {
 		return err
 	}
 	_, err := c.launch(ctx, "kube-scheduler", BinScheduler, 1, func(ports []int) ([]string, func(context.Context) error) {
-		args := append([]string{
+		args := mergeFlags([]string{
 			"--config=" + config,
 			"--authentication-kubeconfig=" + kubeconfig,
 			"--authorization-kubeconfig=" + kubeconfig,
@@ -394,7 +444,7 @@ func (c *Cluster) startScheduler(ctx context.Context) error {
 			"--secure-port=" + strconv.Itoa(ports[0]),
 			"--tls-cert-file=" + c.pki.LoopbackCert,
 			"--tls-private-key-file=" + c.pki.LoopbackKey,
-		}, c.opts.SchedulerArgs...)
+		}, c.opts.SchedulerArgs)
 		return args, c.loopbackProbe(ports[0], "/readyz")
 	})
 	return err
@@ -569,6 +619,14 @@ func (c *Cluster) StartProcess(name, bin string, args ...string) (*Process, erro
 	}
 	c.track(p)
 	return p, nil
+}
+
+// Processes lists every process the cluster started (components first, in
+// start order, then those of StartProcess), including any that have ended.
+func (c *Cluster) Processes() []*Process {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*Process(nil), c.processes...)
 }
 
 // Stop ends every process the cluster started, the most recently started

@@ -39,10 +39,12 @@
 // Nodes without a kubelet: nothing renews a Node's status or Lease, so the
 // node lifecycle controller would mark every Node Unknown and taint it
 // unreachable after its grace period. The controller-manager therefore runs
-// with --node-monitor-grace-period and --node-startup-grace-period of 24h:
-// the controller still removes the not-ready taint once a Node reports
-// Ready (as it does on a real cluster), but never times a Node out during a
-// test. Without the controller-manager nothing would remove that taint, nor
+// with --node-monitor-grace-period and --node-startup-grace-period of 24h
+// (and --node-monitor-period=1s): the controller still removes the not-ready
+// taint once a Node reports Ready, as on a real cluster, but never times a
+// Node out during a test. A test that wants the controller out of the way
+// entirely passes Controllers: []string{"*", "-node-lifecycle-controller"};
+// RegisterNode then removes the not-ready taint itself. Without the controller-manager nothing would remove that taint, nor
 // create the "default" ServiceAccount that the ServiceAccount admission plugin
 // requires of pods, so the apiserver then runs with the TaintNodesByCondition
 // and ServiceAccount admission plugins disabled.

@@ -53,6 +53,25 @@ func (c *Cluster) ServiceAccountKubeconfig(ctx context.Context, namespace, name 
 	return path, writeKubeconfig(path, cfg)
 }
 
+// UserConfig returns a client config that authenticates as user in the
+// given groups, with a client certificate from the cluster CA. It serves
+// identities that are not ServiceAccounts, e.g. a node
+// ("system:node:<name>" in "system:nodes"), which the Node authorizer and
+// the NodeRestriction admission plugin judge.
+func (c *Cluster) UserConfig(user string, groups ...string) (*rest.Config, error) {
+	if user == "" {
+		return nil, fmt.Errorf("user config: the user name is empty")
+	}
+	certPEM, keyPEM, err := c.pki.clientCert(user, groups)
+	if err != nil {
+		return nil, err
+	}
+	cfg := c.tokenConfig("")
+	cfg.CertData, cfg.KeyData = certPEM, keyPEM
+	cfg.UserAgent = "user:" + user
+	return cfg, nil
+}
+
 // CreateNamespace creates a namespace (it may exist already). With the
 // controller-manager running it also waits for the namespace's "default"
 // ServiceAccount, without which the apiserver rejects pods.

@@ -2,12 +2,15 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
@@ -30,8 +33,9 @@ const notReadyTaint = "node.kubernetes.io/not-ready"
 
 // RegisterNode creates a Node and reports it Ready with the given capacity,
 // as a kubelet would on registration. With the controller-manager running it
-// waits until the not-ready taint is gone, so the Node is schedulable when
-// RegisterNode returns. Nothing renews the status afterwards; see the
+// waits until the node lifecycle controller has removed the not-ready taint
+// (or removes it itself when that controller is disabled), so the Node is
+// schedulable when RegisterNode returns. Nothing renews the status afterwards; see the
 // package documentation for why the Node stays Ready.
 func (c *Cluster) RegisterNode(ctx context.Context, spec FakeNode) (*corev1.Node, error) {
 	if spec.Name == "" {
@@ -59,7 +63,7 @@ func (c *Cluster) RegisterNode(ctx context.Context, spec FakeNode) (*corev1.Node
 		return nil, fmt.Errorf("create Node %s: %w", spec.Name, err)
 	}
 	now := metav1.NewTime(time.Now())
-	created.Status = corev1.NodeStatus{
+	status := corev1.NodeStatus{
 		Capacity:    capacity,
 		Allocatable: capacity.DeepCopy(),
 		Phase:       corev1.NodeRunning,
@@ -76,25 +80,45 @@ func (c *Cluster) RegisterNode(ctx context.Context, spec FakeNode) (*corev1.Node
 			{Type: corev1.NodeHostName, Address: spec.Name},
 		},
 	}
-	updated, err := nodes.UpdateStatus(ctx, created, metav1.UpdateOptions{})
+	// A patch, not an update: controllers write to a new Node (annotations,
+	// taints) right after it is created, so its resourceVersion moves on.
+	patch, err := json.Marshal(map[string]any{"status": status})
+	if err != nil {
+		return nil, err
+	}
+	updated, err := nodes.Patch(ctx, created.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
 	if err != nil {
 		return nil, fmt.Errorf("set status of Node %s: %w", spec.Name, err)
 	}
 	if !c.opts.ControllerManager {
-		return updated, nil
+		return updated, nil // no TaintNodesByCondition, no taint
 	}
+	// With the node lifecycle controller disabled nothing else removes the
+	// taint; do what it would do.
+	removeTaint := !controllerEnabled(c.opts.Controllers, "node-lifecycle-controller", "nodelifecycle")
 	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		n, err := nodes.Get(ctx, spec.Name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
 		updated = n
+		kept := n.Spec.Taints[:0:0]
 		for _, t := range n.Spec.Taints {
-			if t.Key == notReadyTaint {
-				return false, nil
+			if t.Key != notReadyTaint {
+				kept = append(kept, t)
 			}
 		}
-		return true, nil
+		if len(kept) == len(n.Spec.Taints) {
+			return true, nil
+		}
+		if removeTaint {
+			n.Spec.Taints = kept
+			if updated, err = nodes.Update(ctx, n, metav1.UpdateOptions{}); err != nil && !apierrors.IsConflict(err) {
+				return false, err
+			}
+			return err == nil, nil
+		}
+		return false, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("wait for the %s taint to leave Node %s: %w", notReadyTaint, spec.Name, err)

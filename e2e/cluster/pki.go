@@ -29,12 +29,16 @@ const (
 // components' flags.
 type pki struct {
 	CACert, CAKey             string // CA; also the controller-manager's cluster signing pair
+	FrontProxyCA              string // --requestheader-client-ca-file
 	ServingCert, ServingKey   string // apiserver serving pair
 	LoopbackCert, LoopbackKey string // serving pair for the controller-manager and scheduler
 	SAKey, SAPub              string // service-account token signing key
 	TokenFile                 string // --token-auth-file
 	CAPEM                     []byte
 	Tokens                    map[string]string // user name -> bearer token
+
+	ca    *x509.Certificate // signs client certificates on demand
+	caKey *ecdsa.PrivateKey
 }
 
 // newPKI generates a CA, serving certificates for 127.0.0.1, a
@@ -47,6 +51,7 @@ func newPKI(dir string) (*pki, error) {
 	p := &pki{
 		CACert:       filepath.Join(dir, "ca.crt"),
 		CAKey:        filepath.Join(dir, "ca.key"),
+		FrontProxyCA: filepath.Join(dir, "front-proxy-ca.crt"),
 		ServingCert:  filepath.Join(dir, "apiserver.crt"),
 		ServingKey:   filepath.Join(dir, "apiserver.key"),
 		LoopbackCert: filepath.Join(dir, "loopback.crt"),
@@ -57,33 +62,25 @@ func newPKI(dir string) (*pki, error) {
 		Tokens:       map[string]string{},
 	}
 
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, caKey, caPEM, err := newCA("open-local-test-ca")
 	if err != nil {
 		return nil, err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(),
-		Subject:               pkix.Name{CommonName: "open-local-test-ca"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, fmt.Errorf("create CA certificate: %w", err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, err
-	}
-	p.CAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	p.ca, p.caKey, p.CAPEM = ca, caKey, caPEM
 	if err := os.WriteFile(p.CACert, p.CAPEM, 0o600); err != nil {
 		return nil, err
 	}
 	if err := writeECKey(p.CAKey, caKey); err != nil {
+		return nil, err
+	}
+	// A CA of its own for the front proxy, so that no client certificate
+	// of the main CA can assert identities through request headers. Its key
+	// is not kept: no aggregated API server runs.
+	_, _, frontPEM, err := newCA("open-local-test-front-proxy-ca")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(p.FrontProxyCA, frontPEM, 0o600); err != nil {
 		return nil, err
 	}
 
@@ -135,6 +132,60 @@ func newPKI(dir string) (*pki, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// newCA creates a self-signed CA valid for ten years.
+func newCA(cn string) (*x509.Certificate, *ecdsa.PrivateKey, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          randomSerial(),
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("create CA certificate %s: %w", cn, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cert, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+// clientCert issues a client certificate for user in groups (the apiserver
+// maps CN to the user name and O to the groups); it returns PEM cert and key.
+func (p *pki) clientCert(user string, groups []string) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: randomSerial(),
+		Subject:      pkix.Name{CommonName: user, Organization: groups},
+		NotBefore:    p.ca.NotBefore,
+		NotAfter:     p.ca.NotAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("issue client certificate for %s: %w", user, err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
 }
 
 func issueServing(ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, sans []string, certPath, keyPath string) error {
