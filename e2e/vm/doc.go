@@ -1,0 +1,10 @@
+// Package vm is the VM test tier: run.sh boots a QEMU guest (software
+// emulation, no KVM needed) with a Debian cloud kernel and an initramfs that
+// carries LVM, e2fsprogs, xfsprogs, util-linux, the open-local binary and the
+// guest test suite (package guest, build tag vmguest), and reports the
+// suite's verdict. The suite runs as root against real device-mapper, LVM,
+// filesystems, mounts and cgroup v2 io.max on throwaway virtio disks.
+//
+// The tier normally runs as `bash e2e/vm/run.sh`; TestVM runs the same script
+// from `go test` when OPEN_LOCAL_VM=1.
+package vm

@@ -1,0 +1,7 @@
+//go:build vmguest
+
+package guest
+
+import "testing"
+
+func TestMain(m *testing.M) { Main(m) }
