@@ -264,10 +264,31 @@ type Evaluator struct {
 	best    []choice
 	out     []VolumeAssignment
 	charges []ClaimCharge
+	// brief, when set, holds one shared detail-free Unfit per reason code.
+	brief *[numReasonCodes]Unfit
 }
 
 // NewEvaluator returns an evaluator over l.
 func NewEvaluator(l *Ledger) *Evaluator { return &Evaluator{l: l} }
+
+// SetBriefReasons makes FilterAndScore report a failing node by its stable
+// Reason alone: no Detail and no Node in the *Unfit, which is shared between
+// nodes and calls and must not be modified. A scheduler extender sends only
+// the reason, and formatting a detail per failing node is most of its cost on
+// large clusters.
+func (e *Evaluator) SetBriefReasons(on bool) {
+	if !on {
+		e.brief = nil
+		return
+	}
+	if e.brief == nil {
+		var b [numReasonCodes]Unfit
+		for i := range b {
+			b[i].Reason = reasonText[i]
+		}
+		e.brief = &b
+	}
+}
 
 // Fit decides whether pod fits on node and, if so, where each volume goes and
 // the node's score under strategy. The returned Assignment's Volumes slice is
@@ -936,6 +957,10 @@ func (e *Evaluator) FilterAndScore(nodes []string, pod PodRequest, s Strategy, o
 		}
 		score, code := e.fitNode(ni, pod, s)
 		if code != codeNone {
+			if e.brief != nil {
+				out = append(out, NodeResult{Node: name, Reason: &e.brief[code]})
+				continue
+			}
 			out = append(out, NodeResult{Node: name, Reason: e.unfit(ni, pod)})
 			continue
 		}

@@ -795,3 +795,21 @@ func TestDeviceMatchingIsComplete(t *testing.T) {
 	}
 	t.Logf("%d device fits checked", checked)
 }
+
+func TestFilterAndScoreBriefReasons(t *testing.T) {
+	l := NewLedger()
+	l.SetNode("small", NodeCapacity{VGs: []VGCapacity{{Name: "pool", AllocatableBytes: GiB}}})
+	l.SetNode("big", NodeCapacity{VGs: []VGCapacity{{Name: "pool", AllocatableBytes: 100 * GiB}}})
+	pod := PodRequest{Volumes: []VolumeRequest{{Claim: "ns/a", Kind: VolumeLVM, Bytes: 10 * GiB}}}
+	e := NewEvaluator(l)
+	full := e.FilterAndScore([]string{"small", "big"}, pod, Binpack, nil)
+	e.SetBriefReasons(true)
+	brief := e.FilterAndScore([]string{"small", "big"}, pod, Binpack, nil)
+	require.Len(t, brief, 2)
+	require.NotEmpty(t, full[0].Reason.Detail)
+	require.Equal(t, full[0].Reason.Reason, brief[0].Reason.Reason)
+	require.Empty(t, brief[0].Reason.Detail, "brief reasons carry no detail")
+	require.Equal(t, full[1], brief[1], "fitting nodes are reported the same way")
+	e.SetBriefReasons(false)
+	require.Equal(t, full, e.FilterAndScore([]string{"small", "big"}, pod, Binpack, nil))
+}

@@ -169,7 +169,12 @@ func New(opt Options) *Cache {
 		byNode:       map[string]*nodeIndex{},
 		dirty:        map[string]struct{}{},
 	}
-	c.evals.New = func() any { return core.NewEvaluator(l) }
+	c.evals.New = func() any {
+		// The extender answers with reasons only; details are for logs and /cache.
+		e := core.NewEvaluator(l)
+		e.SetBriefReasons(true)
+		return e
+	}
 	return c
 }
 
