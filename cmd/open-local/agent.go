@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/open-local/open-local/agent"
+	"github.com/open-local/open-local/hostexec"
+	"github.com/open-local/open-local/hostexec/realhost"
+	"github.com/open-local/open-local/hostexec/simhost"
+	"github.com/open-local/open-local/pkg/generated/clientset/versioned"
+)
+
+const agentLong = `Run the node agent.
+
+It discovers this node's block devices, LVM volume groups and the
+filesystems mounted directly under --path.mount, and writes them to the
+status of the node's NodeLocalStorage together with what spec.listConfig
+keeps (status.filteredStorageInfo). It creates the volume groups and mount
+points of spec.resourceToBeInited, and grows a volume group when a device is
+added to its list. The status is written only when it changes; liveness is
+the Lease open-local-agent-<node> in --namespace, renewed every
+--lease-interval.`
+
+func init() {
+	register(newAgentCommand)
+}
+
+type agentFlags struct {
+	opts           agent.Options
+	kubeconfig     string
+	host           string
+	simConfig      string
+	sysfs          string
+	commandPrefix  []string
+	metricsAddress string
+}
+
+func newAgentCommand() *cobra.Command {
+	def := agent.DefaultOptions()
+	f := agentFlags{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent: storage discovery, NodeLocalStorage status, volume group initialisation",
+		Long:  agentLong,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.run(cmd.Context())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.opts.NodeName, "nodename", "", "this node's name (default: $KUBE_NODE_NAME, else the hostname)")
+	fl.StringVar(&f.opts.Namespace, "namespace", "", "namespace of the agent's Lease (default: $POD_NAMESPACE, else "+agent.DefaultNamespace+")")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: the in-cluster configuration)")
+	fl.StringVar(&f.opts.MountRoot, "path.mount", def.MountRoot, "directory whose mounted children are reported as mount points")
+	fl.StringVar(&f.sysfs, "path.sysfs", "/sys", "with --host real: where the host's sysfs is mounted")
+	fl.DurationVar(&f.opts.Interval, "interval", def.Interval, "time between discovery passes (an LV removed or a VG grown by hand shows within it)")
+	fl.DurationVar(&f.opts.LeaseInterval, "lease-interval", def.LeaseInterval, "time between renewals of the agent's Lease")
+	fl.DurationVar(&f.opts.LeaseDuration, "lease-duration", 0, "how long one renewal vouches for the agent (default: 4 × --lease-interval)")
+	fl.StringVar(&f.opts.LVNamePrefix, "lvname", def.LVNamePrefix, "name prefix of Open-Local's LVs; other LVs (except csi-* and snap*) reduce allocatable")
+	fl.StringVar(&f.opts.DeviceRegexp, "regexp", "", "report only block devices whose kernel name (vdb, nvme0n1p1) this regular expression matches in whole (default: every disk and partition)")
+	fl.BoolVar(&f.opts.ForceCreateVG, "force-create-vg", strings.EqualFold(os.Getenv("Force_Create_VG"), "true"), "let volume groups take devices that carry signatures (default: $Force_Create_VG == true)")
+	fl.BoolVar(&f.opts.CreateNLS, "create-nls", false, "create this node's NodeLocalStorage (empty spec) when none exists, instead of waiting for the controller; needs the create verb on nodelocalstorages")
+	fl.DurationVar(&f.opts.InitBackoff, "init-backoff", def.InitBackoff, "first delay before retrying a failed initialisation of resourceToBeInited; it doubles on each failure")
+	fl.DurationVar(&f.opts.InitBackoffMax, "init-backoff-max", def.InitBackoffMax, "longest delay between initialisation retries")
+	fl.DurationVar(&f.opts.HostTimeout, "host-timeout", def.HostTimeout, "longest time one discovery pass or initialisation attempt may take")
+	fl.StringVar(&f.metricsAddress, "metrics-address", "", "serve Prometheus metrics (/metrics) and /healthz on this address, e.g. 127.0.0.1:9809; empty: not served")
+	fl.StringVar(&f.host, "host", "real", "the host to act on: real (this machine's LVM and mounts) or sim (an in-memory node)")
+	fl.StringVar(&f.simConfig, "sim-config", "", "with --host sim: a simulated node's YAML or JSON description (default: one 100 GiB VG open-local-pool-0 and two blank 50 GiB disks)")
+	fl.StringSliceVar(&f.commandPrefix, "command-prefix", nil, "with --host real: run every host tool through this command, e.g. nsenter,--mount=/proc/1/ns/mnt,--")
+	return cmd
+}
+
+func (f *agentFlags) run(ctx context.Context) error {
+	logger := klog.Background().WithName("open-local")
+	ctx = klog.NewContext(ctx, logger)
+	if f.opts.NodeName == "" {
+		f.opts.NodeName = os.Getenv("KUBE_NODE_NAME")
+	}
+	if f.opts.NodeName == "" {
+		name, err := os.Hostname()
+		if err != nil || name == "" {
+			return fmt.Errorf("--nodename is not set, KUBE_NODE_NAME is empty and the hostname is unknown: %v", err)
+		}
+		f.opts.NodeName = name
+	}
+	if f.opts.Namespace == "" {
+		f.opts.Namespace = os.Getenv("POD_NAMESPACE")
+	}
+	host, err := f.newHost()
+	if err != nil {
+		return err
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", f.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("loading the Kubernetes client configuration: %w", err)
+	}
+	cfg.UserAgent = "open-local-agent/" + version
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ol, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f.opts.Registerer = reg
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	serveErr := make(chan error, 1)
+	if f.metricsAddress != "" {
+		srv, ln, err := metricsServer(f.metricsAddress, reg)
+		if err != nil {
+			return err
+		}
+		logger.Info("Serving metrics", "address", ln.Addr().String())
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("metrics server: %w", err)
+				cancel()
+			}
+		}()
+		defer func() {
+			shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+			defer done()
+			_ = srv.Shutdown(shutdownCtx)
+		}()
+	}
+	if err := agent.Run(ctx, f.opts, host, kube, ol); err != nil {
+		return err
+	}
+	select {
+	case err := <-serveErr:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (f *agentFlags) newHost() (hostexec.Host, error) {
+	switch f.host {
+	case "real":
+		if f.simConfig != "" {
+			return nil, fmt.Errorf("--sim-config needs --host sim")
+		}
+		return realhost.New(realhost.Config{CommandPrefix: f.commandPrefix, SysfsRoot: f.sysfs})
+	case "sim":
+		cfg := simhost.Default()
+		if f.simConfig != "" {
+			data, err := os.ReadFile(f.simConfig)
+			if err != nil {
+				return nil, fmt.Errorf("--sim-config: %w", err)
+			}
+			if cfg, err = simhost.LoadConfig(data); err != nil {
+				return nil, fmt.Errorf("--sim-config %s: %w", f.simConfig, err)
+			}
+		}
+		return simhost.New(cfg)
+	default:
+		return nil, fmt.Errorf("--host %q: accepted: real, sim", f.host)
+	}
+}
+
+func metricsServer(addr string, reg *prometheus.Registry) (*http.Server, net.Listener, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--metrics-address %s: %w", addr, err)
+	}
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln, nil
+}
