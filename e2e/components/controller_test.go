@@ -37,7 +37,7 @@ func TestControllerConvergesOnRealAPIServer(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "open-local"},
 		Spec: v1alpha1.NodeLocalStorageInitConfigSpec{
 			GlobalConfig: v1alpha1.StorageConfig{
-				ListConfig: v1alpha1.ListConfig{VGs: v1alpha1.ListFilter{Include: []string{"open-local-pool-[0-9]+"}}},
+				ListConfig:         v1alpha1.ListConfig{VGs: v1alpha1.ListFilter{Include: []string{"open-local-pool-[0-9]+"}}},
 				ResourceToBeInited: v1alpha1.ResourceToBeInited{VGs: []v1alpha1.VGToBeInited{{Name: "open-local-pool-0", Devices: []string{"/dev/vdb"}}}},
 			},
 			NodesConfig: []v1alpha1.NodeConfig{{
