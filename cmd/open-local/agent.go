@@ -2,27 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"strings"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/open-local/open-local/agent"
 	"github.com/open-local/open-local/hostexec"
 	"github.com/open-local/open-local/hostexec/realhost"
 	"github.com/open-local/open-local/hostexec/simhost"
-	"github.com/open-local/open-local/pkg/generated/clientset/versioned"
 )
 
 const agentLong = `Run the node agent.
@@ -105,43 +95,22 @@ func (f *agentFlags) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", f.kubeconfig)
-	if err != nil {
-		return fmt.Errorf("loading the Kubernetes client configuration: %w", err)
-	}
-	cfg.UserAgent = "open-local-agent/" + version
-	kube, err := kubernetes.NewForConfig(cfg)
+	kube, ol, err := newClients(f.kubeconfig, "agent")
 	if err != nil {
 		return err
 	}
-	ol, err := versioned.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	f.opts.Registerer = reg
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	serveErr := make(chan error, 1)
 	if f.metricsAddress != "" {
-		srv, ln, err := metricsServer(f.metricsAddress, reg)
+		stop, err := serveMetrics(ctx, f.metricsAddress, reg, func(err error) { serveErr <- err; cancel() })
 		if err != nil {
 			return err
 		}
-		logger.Info("Serving metrics", "address", ln.Addr().String())
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				serveErr <- fmt.Errorf("metrics server: %w", err)
-				cancel()
-			}
-		}()
-		defer func() {
-			shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
-			defer done()
-			_ = srv.Shutdown(shutdownCtx)
-		}()
+		defer stop()
 	}
 	if err := agent.Run(ctx, f.opts, host, kube, ol); err != nil {
 		return err
@@ -176,15 +145,4 @@ func (f *agentFlags) newHost() (hostexec.Host, error) {
 	default:
 		return nil, fmt.Errorf("--host %q: accepted: real, sim", f.host)
 	}
-}
-
-func metricsServer(addr string, reg *prometheus.Registry) (*http.Server, net.Listener, error) {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--metrics-address %s: %w", addr, err)
-	}
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln, nil
 }

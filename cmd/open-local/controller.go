@@ -2,22 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"os"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/open-local/open-local/controller"
-	"github.com/open-local/open-local/pkg/generated/clientset/versioned"
 )
 
 func init() { register(newControllerCommand) }
@@ -64,41 +56,23 @@ restores open-local's behaviour of always overwriting).`,
 }
 
 func runController(ctx context.Context, opts controller.Options, kubeconfig, metricsAddress string) error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return fmt.Errorf("loading the Kubernetes client configuration: %w", err)
-	}
-	cfg.UserAgent = "open-local-controller/" + version
-	kube, err := kubernetes.NewForConfig(cfg)
+	kube, ol, err := newClients(kubeconfig, "controller")
 	if err != nil {
 		return err
 	}
-	ol, err := versioned.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	opts.MetricsRegisterer = reg
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if metricsAddress != "" {
-		srv, ln, err := metricsServer(metricsAddress, reg)
+		stop, err := serveMetrics(ctx, metricsAddress, reg, func(err error) {
+			klog.FromContext(ctx).Error(err, "Metrics server stopped")
+			cancel()
+		})
 		if err != nil {
 			return err
 		}
-		klog.FromContext(ctx).Info("Serving metrics", "address", ln.Addr().String())
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				klog.FromContext(ctx).Error(err, "Metrics server stopped")
-				cancel()
-			}
-		}()
-		defer func() {
-			sctx, done := context.WithTimeout(context.Background(), 5*time.Second)
-			defer done()
-			_ = srv.Shutdown(sctx)
-		}()
+		defer stop()
 	}
 	return controller.Run(ctx, opts, kube, ol)
 }
