@@ -64,6 +64,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "\n%d nodes, %d pods: %d placed, %d unschedulable; %d over-committed resources; strategy %s, sample %d; %s\n",
 		r.Nodes, r.Pods, len(r.Placements), len(r.Unschedulable), r.Overcommitted, r.Strategy, r.Sample, elapsed(r.ElapsedSeconds))
+	if r.Mode != "" && r.Mode != ModeCore {
+		fmt.Fprintf(w, "mode %s: %.0f placements/s, %d reschedules, %d over-commit attempts caught at reservation, %s over-committed\n",
+			r.Mode, r.PlacementsPerSecond, r.Reschedules, r.OvercommitAttemptsCaught, humanBytes(r.OvercommittedBytes))
+	}
 	return nil
 }
 

@@ -26,6 +26,11 @@ type Options struct {
 	Sample int
 	// Now is the clock elapsed time is measured with (nil = time.Now).
 	Now func() time.Time
+	// Mode is ModeCore (""), ModeExtender or ModePlugin.
+	Mode string
+	// BindLag is how many pods the scheduling cycle runs ahead of binding
+	// in the extender and plugin modes (0 = DefaultBindLag).
+	BindLag int
 }
 
 // Result is the simulation's outcome. Its JSON form is the --json output.
@@ -41,6 +46,19 @@ type Result struct {
 	Nodes int `json:"nodes"`
 	// ElapsedSeconds is the time spent building the ledger and placing pods.
 	ElapsedSeconds float64 `json:"elapsedSeconds"`
+	// Mode is the code that placed the pods: core, extender or plugin.
+	Mode string `json:"mode"`
+	// PlacementsPerSecond is len(Placements) / ElapsedSeconds.
+	PlacementsPerSecond float64 `json:"placementsPerSecond"`
+	// Reschedules counts scheduling attempts after the first, for pods whose
+	// chosen node refused them later (extender and plugin modes).
+	Reschedules int `json:"reschedules"`
+	// OvercommitAttemptsCaught counts placements refused by the reservation
+	// because the node could no longer hold them.
+	OvercommitAttemptsCaught int `json:"overcommitAttemptsCaught"`
+	// OvercommittedBytes is what the final state charges beyond what the
+	// resources offer, summed over all of them.
+	OvercommittedBytes int64 `json:"overcommittedBytes"`
 
 	// Resources are the per-node figures after placement, in node order.
 	Resources []ResourceReport `json:"-"`
@@ -116,6 +134,8 @@ type runner struct {
 	next     int
 	notes    []string
 	existing map[string]int // node + "\x00" + VG → LVs it already had
+	// existingLVs are each node's Open-Local LVs (the modes make PVs of them).
+	existingLVs map[string][]nodecap.ExistingVolume
 
 	defaultClass *storagev1.StorageClass
 	noted        map[string]bool
@@ -149,9 +169,21 @@ func Run(s *Set, opt Options) (*Result, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
+	if opt.Mode == "" {
+		opt.Mode = ModeCore
+	}
+	if opt.Mode != ModeCore && opt.Mode != ModeExtender && opt.Mode != ModePlugin {
+		return nil, fmt.Errorf("unknown mode %q (accepted: core, extender, plugin)", opt.Mode)
+	}
+	if opt.BindLag < 0 {
+		return nil, fmt.Errorf("bind lag %d: must be at least 0", opt.BindLag)
+	}
+	if opt.BindLag == 0 {
+		opt.BindLag = DefaultBindLag
+	}
 	r := &runner{
 		set: s, opt: opt, l: core.NewLedger(),
-		existing: map[string]int{}, noted: map[string]bool{}, claimPod: map[core.ClaimID]string{},
+		existing: map[string]int{}, existingLVs: map[string][]nodecap.ExistingVolume{}, noted: map[string]bool{}, claimPod: map[core.ClaimID]string{},
 		claimLabel: map[core.ClaimID]string{}, notes: s.Notes(),
 		largest: largest{vgNamed: map[string]int64{}, device: map[core.MediaType]int64{}, mount: map[core.MediaType]int64{}},
 	}
@@ -164,13 +196,30 @@ func Run(s *Set, opt Options) (*Result, error) {
 	if r.sample == 0 {
 		r.sample = core.NumNodesToScore(r.l.NumNodes(), 0)
 	}
-	res := &Result{Placements: []Placement{}, Unschedulable: []Unschedulable{}, Strategy: opt.Strategy, Sample: r.sample}
-	for _, pe := range s.pods {
-		r.placePod(pe.pod, res)
+	res := &Result{Placements: []Placement{}, Unschedulable: []Unschedulable{}, Strategy: opt.Strategy, Sample: r.sample, Mode: opt.Mode}
+	switch opt.Mode {
+	case ModeExtender:
+		if err := r.runExtender(res); err != nil {
+			return nil, err
+		}
+	case ModePlugin:
+		if err := r.runPlugin(res); err != nil {
+			return nil, err
+		}
+	default:
+		for _, pe := range s.pods {
+			r.placePod(pe.pod, res)
+		}
 	}
 	res.Overcommits = r.l.Overcommits()
 	res.Overcommitted = len(res.Overcommits)
+	for _, o := range res.Overcommits {
+		res.OvercommittedBytes += o.ExcessBytes
+	}
 	res.ElapsedSeconds = opt.Now().Sub(began).Seconds()
+	if res.ElapsedSeconds > 0 {
+		res.PlacementsPerSecond = float64(len(res.Placements)) / res.ElapsedSeconds
+	}
 	res.Pods = len(res.Placements) + len(res.Unschedulable)
 	res.Nodes = r.l.NumNodes()
 	res.Resources = r.report()
@@ -294,6 +343,7 @@ func existingCharge(res nodecap.Result, vg core.VGCapacity) int64 {
 // exceed what it offers shows up as over-committed instead of losing claims.
 func (r *runner) setCapacity(node string, res nodecap.Result) {
 	r.largest.add(res.Capacity)
+	r.existingLVs[node] = res.Existing
 	if len(res.Existing) == 0 {
 		r.l.SetNode(node, res.Capacity)
 		return

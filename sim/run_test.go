@@ -476,7 +476,8 @@ func TestRunJSONShape(t *testing.T) {
 	for k := range doc {
 		keys = append(keys, k)
 	}
-	assert.ElementsMatch(t, []string{"placements", "unschedulable", "overcommitted", "pods", "nodes", "elapsedSeconds"}, keys)
+	assert.ElementsMatch(t, []string{"placements", "unschedulable", "overcommitted", "pods", "nodes", "elapsedSeconds",
+		"mode", "placementsPerSecond", "reschedules", "overcommitAttemptsCaught", "overcommittedBytes"}, keys)
 
 	var out struct {
 		Placements []struct {

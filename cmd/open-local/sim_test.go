@@ -107,6 +107,8 @@ func TestSimErrors(t *testing.T) {
 		{[]string{"sim", "--generate", "0", "--template", bad}, "--generate and --template go together"},
 		{[]string{"sim", "-f", "-", "-f", "-"}, "stdin can be read only once"},
 		{[]string{"sim", "extra"}, `unknown command "extra"`},
+		{[]string{"sim", "--mode", "kubelet"}, `--mode: unknown mode "kubelet" (accepted: core, extender, plugin)`},
+		{[]string{"sim", "--mode", "extender", "--bind-lag", "0"}, "--bind-lag 0: must be at least 1"},
 	}
 	for _, c := range cases {
 		_, _, err := runCLI(t, "", c.args...)
@@ -126,4 +128,27 @@ func TestSimPrintExamples(t *testing.T) {
 	var res simJSON
 	require.NoError(t, json.Unmarshal([]byte(again), &res))
 	assert.Equal(t, 5, res.Nodes, "four nodes plus the template's")
+}
+
+func TestSimModes(t *testing.T) {
+	for _, mode := range []string{"extender", "plugin"} {
+		out, _, err := runCLI(t, "", "sim", "--mode", mode, "--bind-lag", "4")
+		require.NoError(t, err, mode)
+		assert.Contains(t, out, "4 nodes, 10 pods: 9 placed, 1 unschedulable; 0 over-committed resources", mode)
+		assert.Regexp(t, `(?m)^mode `+mode+`: \d+ placements/s, \d+ reschedules, \d+ over-commit attempts caught at reservation, 0 over-committed$`, out)
+
+		out, _, err = runCLI(t, "", "sim", "--mode", mode, "--json")
+		require.NoError(t, err, mode)
+		var res struct {
+			Mode               string `json:"mode"`
+			Reschedules        *int   `json:"reschedules"`
+			Caught             *int   `json:"overcommitAttemptsCaught"`
+			OvercommittedBytes int64  `json:"overcommittedBytes"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(out), &res))
+		assert.Equal(t, mode, res.Mode)
+		require.NotNil(t, res.Reschedules)
+		require.NotNil(t, res.Caught)
+		assert.Zero(t, res.OvercommittedBytes)
+	}
 }
