@@ -137,9 +137,12 @@ func (h *Host) CopyDevice(ctx context.Context, src, dst string, bytes int64) err
 	if err := h.refuseBusyTarget(ctx, dst); err != nil {
 		return err
 	}
+	// Read with O_DIRECT: a filesystem such as xfs writes its metadata past the
+	// source's page cache, so a buffered read of a mounted source can return
+	// blocks cached before (by blkid at stage time, say) instead of what is on disk.
 	args := []string{
 		"if=" + src, "of=" + dst, "bs=1M", "count=" + strconv.FormatInt(bytes, 10),
-		"iflag=count_bytes", "conv=fsync,notrunc", "status=none",
+		"iflag=count_bytes,direct", "conv=fsync,notrunc", "status=none",
 	}
 	if _, err := h.run.run(ctx, "dd", args...); err != nil {
 		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
