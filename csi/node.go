@@ -205,16 +205,9 @@ func (d *Driver) stageBind(ctx context.Context, v volume, staging string, readOn
 // NodeUnstageVolume unmounts the staging path. It is idempotent.
 func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
 	id, staging := req.GetVolumeId(), req.GetStagingTargetPath()
-	switch {
-	case id == "":
-		return nil, status.Error(codes.InvalidArgument, "NodeUnstageVolume: volume_id is required")
-	case staging == "":
-		return nil, status.Error(codes.InvalidArgument, "NodeUnstageVolume: staging_target_path is required")
-	}
-	if err := hostexec.ValidatePath(staging); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "NodeUnstageVolume: staging_target_path: %v", err)
-	}
-	if !validID(id) {
+	if known, err := checkVolumeAndPath("NodeUnstageVolume", id, "staging_target_path", staging); err != nil {
+		return nil, err
+	} else if !known {
 		return &csi.NodeUnstageVolumeResponse{}, nil
 	}
 	unlock, err := d.locks.tryLock("NodeUnstageVolume "+id, id)
@@ -396,16 +389,9 @@ func (d *Driver) clearThrottle(ctx context.Context, t *ThrottleRecord) error {
 // removes an inline volume's LV. It is idempotent.
 func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	id, target := req.GetVolumeId(), req.GetTargetPath()
-	switch {
-	case id == "":
-		return nil, status.Error(codes.InvalidArgument, "NodeUnpublishVolume: volume_id is required")
-	case target == "":
-		return nil, status.Error(codes.InvalidArgument, "NodeUnpublishVolume: target_path is required")
-	}
-	if err := hostexec.ValidatePath(target); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "NodeUnpublishVolume: target_path: %v", err)
-	}
-	if !validID(id) {
+	if known, err := checkVolumeAndPath("NodeUnpublishVolume", id, "target_path", target); err != nil {
+		return nil, err
+	} else if !known {
 		return &csi.NodeUnpublishVolumeResponse{}, nil
 	}
 	unlock, err := d.locks.tryLock("NodeUnpublishVolume "+id, id)
@@ -620,4 +606,20 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 		{Unit: csi.VolumeUsage_BYTES, Total: st.TotalBytes, Available: st.AvailableBytes, Used: st.UsedBytes},
 		{Unit: csi.VolumeUsage_INODES, Total: st.TotalInodes, Available: st.FreeInodes, Used: st.UsedInodes},
 	}}, nil
+}
+
+// checkVolumeAndPath validates the volume ID and path of an unstage or
+// unpublish request. known is false for an ID this driver never issues: such a
+// volume cannot be staged or published here, so the idempotent answer is success.
+func checkVolumeAndPath(rpc, id, pathField, path string) (known bool, err error) {
+	switch {
+	case id == "":
+		return false, status.Errorf(codes.InvalidArgument, "%s: volume_id is required", rpc)
+	case path == "":
+		return false, status.Errorf(codes.InvalidArgument, "%s: %s is required", rpc, pathField)
+	}
+	if err := hostexec.ValidatePath(path); err != nil {
+		return false, status.Errorf(codes.InvalidArgument, "%s: %s: %v", rpc, pathField, err)
+	}
+	return validID(id), nil
 }
