@@ -36,8 +36,9 @@ const EventSource = "open-local-agent"
 
 // Work items. The queue coalesces repeats: a burst of NLS updates costs one pass.
 const (
-	itemInit = "init"
-	itemSync = "sync"
+	itemInit    = "init"
+	itemSync    = "sync"
+	itemOrphans = "orphans"
 )
 
 // scheme knows the Kubernetes types and Open-Local's, so that events can
@@ -61,6 +62,8 @@ type agent struct {
 	metrics  *metrics
 	disc     *discovery.Discoverer
 	owned    []string
+	// orphans is nil when --orphan-gc=off.
+	orphans *orphanCollector
 
 	// lastPass is when the last discovery pass or initialisation attempt
 	// ended (UnixNano), for the Lease.
@@ -134,6 +137,9 @@ func Run(ctx context.Context, opts Options, host hostexec.Host, kubeClient kuber
 		warned:        map[string]string{},
 		superseded:    map[string]bool{},
 	}
+	if a.opts.OrphanGC != OrphanGCOff {
+		a.orphans = newOrphanCollector(a.opts, host, kubeClient, m, a.emitOnNLS)
+	}
 	a.lastPass.Store(time.Now().UnixNano())
 	if _, err := informer.Informer().AddEventHandler(a.handlers()); err != nil {
 		return fmt.Errorf("watch NodeLocalStorage %s: %w", opts.NodeName, err)
@@ -148,15 +154,21 @@ func Run(ctx context.Context, opts Options, host hostexec.Host, kubeClient kuber
 		return fmt.Errorf("NodeLocalStorage informer did not sync")
 	}
 	logger.Info("Agent started", "mountRoot", opts.MountRoot, "interval", opts.Interval, "leaseInterval", opts.LeaseInterval,
-		"forceCreateVG", opts.ForceCreateVG, "ownedLVPrefixes", a.owned)
+		"forceCreateVG", opts.ForceCreateVG, "ownedLVPrefixes", a.owned,
+		"orphanGC", a.opts.OrphanGC, "orphanInterval", a.opts.OrphanInterval, "orphanGrace", a.opts.OrphanGrace)
 
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); a.worker(ctx) }()
-	go func() { defer wg.Done(); a.ticker(ctx) }()
+	go func() { defer wg.Done(); a.ticker(ctx, a.opts.Interval, itemSync) }()
 	go func() { defer wg.Done(); a.leaseLoop(ctx, newLeaseKeeper(kubeClient, &a.opts)) }()
 	a.queue.Add(itemInit)
 	a.queue.Add(itemSync)
+	if a.orphans != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.ticker(ctx, a.opts.OrphanInterval, itemOrphans) }()
+		a.queue.Add(itemOrphans)
+	}
 	<-ctx.Done()
 	a.queue.ShutDown()
 	wg.Wait()
@@ -194,16 +206,16 @@ func (a *agent) handlers() cache.ResourceEventHandler {
 	}
 }
 
-// ticker queues a discovery pass every Interval.
-func (a *agent) ticker(ctx context.Context) {
-	t := time.NewTicker(a.opts.Interval)
+// ticker queues item every interval.
+func (a *agent) ticker(ctx context.Context, interval time.Duration, item string) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			a.queue.Add(itemSync)
+			a.queue.Add(item)
 		}
 	}
 }
@@ -221,6 +233,8 @@ func (a *agent) worker(ctx context.Context) {
 			a.syncInit(ctx)
 		case item == itemSync:
 			a.syncStatus(ctx)
+		case item == itemOrphans:
+			a.syncOrphans(ctx)
 		}
 		a.queue.Done(item)
 	}
@@ -403,6 +417,36 @@ func (a *agent) syncStatus(ctx context.Context) {
 	a.superseded[nls.ResourceVersion] = true
 	a.written = out
 	logger.V(2).Info("Status updated", "state", res.status.NodeStorageInfo.State.Type, "volumeGroups", len(res.status.NodeStorageInfo.VolumeGroups))
+}
+
+// syncOrphans makes an orphan pass. It runs only while the node's
+// NodeLocalStorage exists: that the API server knows this node is the
+// agent's evidence that it talks to the cluster the node's volumes belong to
+// (a kubeconfig for another cluster would show every volume unclaimed).
+func (a *agent) syncOrphans(ctx context.Context) {
+	logger := klog.FromContext(ctx)
+	if _, err := a.current(); err != nil {
+		logger.V(2).Info("No NodeLocalStorage for this node yet; orphan pass skipped", "err", err)
+		return
+	}
+	res, err := a.orphans.pass(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		logger.Error(err, "Orphan pass cut short; every volume it had not cleared is kept")
+		return
+	}
+	logger.V(2).Info("Orphan pass done", "mode", a.opts.OrphanGC, "orphans", len(res.orphans), "removed", len(res.removed))
+}
+
+// emitOnNLS records an event on the node's NodeLocalStorage, if it exists.
+func (a *agent) emitOnNLS(eventType, reason, message string) {
+	nls, err := a.current()
+	if err != nil {
+		return
+	}
+	a.recorder.Event(nls, eventType, reason, message)
 }
 
 // warnOnce emits a Warning event when a problem appears or its message

@@ -2,8 +2,9 @@
 // storage (block devices, LVM, mount points under the mount root), writes it
 // to the node's NodeLocalStorage status together with what listConfig keeps,
 // creates and grows the volume groups and mount points of
-// spec.resourceToBeInited, renews a Lease that tells the agent is alive, and
-// exports Prometheus metrics.
+// spec.resourceToBeInited, renews a Lease that tells the agent is alive,
+// reports or removes orphan volumes (orphans.go), and exports Prometheus
+// metrics.
 //
 // Run holds no global state and returns when its context ends, so several
 // agents (one per simulated node) can run in one process.
@@ -31,6 +32,13 @@ const (
 	DefaultInitBackoff    = 5 * time.Second
 	DefaultInitBackoffMax = 5 * time.Minute
 	DefaultHostTimeout    = 2 * time.Minute
+	DefaultOrphanGC       = OrphanGCReport
+	DefaultOrphanInterval = 5 * time.Minute
+	DefaultOrphanGrace    = time.Hour
+	// MinOrphanGrace bounds OrphanGrace from below: the window between
+	// lvcreate and the PersistentVolume's creation must never be hit, even
+	// while the API server is slow.
+	MinOrphanGrace = 5 * time.Minute
 	// LeasePrefix starts the name of every agent's Lease.
 	LeasePrefix = "open-local-agent-"
 )
@@ -72,6 +80,15 @@ type Options struct {
 	// HostTimeout bounds one discovery pass or initialisation attempt
 	// (default 2m).
 	HostTimeout time.Duration
+	// OrphanGC is what the agent does with orphan volumes: LVs the CSI
+	// driver created for a PersistentVolume that is gone or never came
+	// (default report; see orphans.go and docs/agent.md).
+	OrphanGC OrphanMode
+	// OrphanInterval is the time between orphan passes (default 5m).
+	OrphanInterval time.Duration
+	// OrphanGrace is how old a volume must be before it can be an orphan
+	// (default 1h, at least MinOrphanGrace).
+	OrphanGrace time.Duration
 	// Registerer receives the agent's metrics; nil keeps them unexported.
 	Registerer prometheus.Registerer
 }
@@ -111,6 +128,15 @@ func (o *Options) setDefaults() {
 	if o.HostTimeout == 0 {
 		o.HostTimeout = DefaultHostTimeout
 	}
+	if o.OrphanGC == "" {
+		o.OrphanGC = DefaultOrphanGC
+	}
+	if o.OrphanInterval == 0 {
+		o.OrphanInterval = DefaultOrphanInterval
+	}
+	if o.OrphanGrace == 0 {
+		o.OrphanGrace = DefaultOrphanGrace
+	}
 }
 
 // complete fills in defaults, checks the result and compiles the device
@@ -126,7 +152,7 @@ func (o *Options) complete() (*regexp.Regexp, error) {
 	}
 	for name, d := range map[string]time.Duration{"interval": o.Interval, "lease interval": o.LeaseInterval,
 		"lease duration": o.LeaseDuration, "init backoff": o.InitBackoff, "init backoff maximum": o.InitBackoffMax,
-		"host timeout": o.HostTimeout} {
+		"host timeout": o.HostTimeout, "orphan interval": o.OrphanInterval} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %v must be positive", name, d))
 		}
@@ -136,6 +162,12 @@ func (o *Options) complete() (*regexp.Regexp, error) {
 	}
 	if o.InitBackoffMax > 0 && o.InitBackoffMax < o.InitBackoff {
 		errs = append(errs, fmt.Errorf("init backoff maximum %v is below the initial backoff %v", o.InitBackoffMax, o.InitBackoff))
+	}
+	if _, err := ParseOrphanMode(string(o.OrphanGC)); err != nil {
+		errs = append(errs, err)
+	}
+	if o.OrphanGrace < MinOrphanGrace {
+		errs = append(errs, fmt.Errorf("orphan grace %v is below the minimum %v: a volume that young may still be waiting for its PersistentVolume", o.OrphanGrace, MinOrphanGrace))
 	}
 	var re *regexp.Regexp
 	if o.DeviceRegexp != "" {

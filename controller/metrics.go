@@ -70,3 +70,14 @@ func newMetrics(reg prometheus.Registerer, managed func() float64) (*metrics, er
 	}
 	return m, errors.Join(errs...)
 }
+
+// NewMetricsRegistry returns a registry holding a fresh, unconnected set of
+// the controller's metrics, registered as the controller registers them: for
+// tools that check the exported names (dashboards, documentation).
+func NewMetricsRegistry() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	if _, err := newMetrics(r, func() float64 { return 0 }); err != nil {
+		panic("controller metrics: " + err.Error()) // a programming error: names collide
+	}
+	return r
+}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/open-local/open-local/core"
+	"github.com/open-local/open-local/csi/lvtag"
 	"github.com/open-local/open-local/hostexec"
 )
 
@@ -219,7 +220,7 @@ func (d *Driver) createLVM(ctx context.Context, cr createRequest, state core.LVM
 		d.cap.release(cr.id)
 		return volume{}, status.Errorf(codes.OutOfRange, "CreateVolume: %d bytes round up to %d (whole LVM extents of volume group %s), more than limit_bytes %d", bytes, size, a.VG, cr.limit)
 	}
-	tags := []string{tagOwner, tagKindVolume}
+	tags := append([]string{tagOwner, tagKindVolume, lvtag.CreatedTag(d.now())}, provenance(cr.raw).Tags()...)
 	if wantSource != "" {
 		tags = append(tags, tagSourcePrefix+wantSource, tagPendingCopy)
 	}
@@ -246,6 +247,14 @@ func (d *Driver) createLVM(ctx context.Context, cr createRequest, state core.LVM
 	}
 	logger.Info("Created LV", "vg", a.VG, "size", size, "stripes", a.Stripes, "source", wantSource)
 	return v, nil
+}
+
+// provenance is the PersistentVolume and claim external-provisioner names in
+// the parameters (--extra-create-metadata). Recorded on the LV, it lets the
+// agent tell a volume whose PersistentVolume never came, or is gone, from one
+// still in use (docs/agent.md, "Orphan volumes").
+func provenance(params map[string]string) lvtag.Provenance {
+	return lvtag.Provenance{PVName: params[ParamPVName], PVCNamespace: params[ParamPVCNamespace], PVCName: params[ParamPVCName]}
 }
 
 // contentSource is what a restore or clone copies from.

@@ -125,7 +125,7 @@ type Driver struct {
 	cap     *capacity
 	locks   *keyLocks
 	metrics *rpcMetrics
-	// now is the clock for snapshot creation times (tests replace it).
+	// now is the clock for volume and snapshot creation times (tests replace it).
 	now func() time.Time
 
 	readyMu sync.Mutex

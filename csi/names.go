@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/open-local/open-local/csi/lvtag"
 	"github.com/open-local/open-local/hostexec"
 )
 
@@ -35,13 +36,15 @@ func validID(id string) bool {
 }
 
 // LV tags. They carry what must survive even when the state directory is
-// lost, in LVM's tag charset (a-z A-Z 0-9 + _ . - / = ! : & #).
+// lost, in LVM's tag charset (a-z A-Z 0-9 + _ . - / = ! : & #). Those that
+// other components read (owner, kind, creation time, the PersistentVolume and
+// claim a volume was created for) are defined in package lvtag.
 const (
 	// tagOwner marks every LV the driver creates.
-	tagOwner = "ol.owner=open-local"
+	tagOwner = lvtag.Owner
 	// tagKindVolume and tagKindEphemeral tell persistent volumes from inline
 	// ones; snapshots are recognised by LVM's origin field.
-	tagKindVolume    = "ol.kind=volume"
+	tagKindVolume    = lvtag.KindVolume
 	tagKindEphemeral = "ol.kind=ephemeral"
 	tagKindSnapshot  = "ol.kind=snapshot"
 	// tagPendingCopy is set while a restore or clone copies its data, and
@@ -53,7 +56,7 @@ const (
 	tagSnapSourcePrefix = "ol.snapshot-source="
 	// tagROVolumePrefix on a snapshot names a volume that uses it read-only.
 	tagROVolumePrefix = "ol.ro-volume="
-	tagCreatedPrefix  = "ol.created="
+	tagCreatedPrefix  = lvtag.CreatedPrefix
 	// tagThresholdPrefix and tagExpandPrefix drive the agent's auto-extension
 	// of snapshot COW space: extend by <bytes> when data% exceeds <percent>.
 	tagThresholdPrefix = "ol.snapshot-expansion-threshold="

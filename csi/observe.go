@@ -73,3 +73,14 @@ func (m *rpcMetrics) interceptor(ctx context.Context, req any, info *grpc.UnaryS
 	}
 	return resp, err
 }
+
+// NewMetricsRegistry returns a registry holding a fresh, unconnected set of
+// the driver's metrics, registered as NewDriver registers them: for tools
+// that check the exported names (dashboards, documentation).
+func NewMetricsRegistry() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	if _, err := newRPCMetrics(r); err != nil {
+		panic("csi metrics: " + err.Error()) // a programming error: names collide
+	}
+	return r
+}

@@ -98,7 +98,11 @@ func (r *runner) startCluster() (*cluster, error) {
 		kubeObjs = append(kubeObjs, pod)
 		kubeObjs = append(kubeObjs, ephemeralPVCs(pod)...)
 	}
-	cl.kube = kubefake.NewClientset(kubeObjs...)
+	// The simple fake clientset: NewClientset's field management rebuilds a
+	// REST mapper on every write (milliseconds each), which would make the
+	// simulated API server, not Open-Local, the thing being measured. The
+	// simulator never uses server-side apply.
+	cl.kube = kubefake.NewSimpleClientset(kubeObjs...)
 	local := localfake.NewSimpleClientset(localObjs...)
 	cl.cache = cache.New(cache.Options{Strategy: r.opt.Strategy})
 	// The cache's progress messages are about a real cluster; here they

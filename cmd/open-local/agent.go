@@ -38,6 +38,7 @@ type agentFlags struct {
 	sysfs          string
 	commandPrefix  []string
 	metricsAddress string
+	orphanGC       string
 }
 
 func newAgentCommand() *cobra.Command {
@@ -68,6 +69,9 @@ func newAgentCommand() *cobra.Command {
 	fl.DurationVar(&f.opts.InitBackoff, "init-backoff", def.InitBackoff, "first delay before retrying a failed initialisation of resourceToBeInited; it doubles on each failure")
 	fl.DurationVar(&f.opts.InitBackoffMax, "init-backoff-max", def.InitBackoffMax, "longest delay between initialisation retries")
 	fl.DurationVar(&f.opts.HostTimeout, "host-timeout", def.HostTimeout, "longest time one discovery pass or initialisation attempt may take")
+	fl.StringVar(&f.orphanGC, "orphan-gc", string(def.OrphanGC), "what to do with orphan volumes (LVs created for a PersistentVolume that is gone or never came): off, report (an event and a metric) or delete (lvremove, with an event)")
+	fl.DurationVar(&f.opts.OrphanInterval, "orphan-interval", def.OrphanInterval, "time between orphan passes")
+	fl.DurationVar(&f.opts.OrphanGrace, "orphan-grace", def.OrphanGrace, "how old a volume must be before it can be an orphan (at least "+agent.MinOrphanGrace.String()+")")
 	fl.StringVar(&f.metricsAddress, "metrics-address", "", "serve Prometheus metrics (/metrics) and /healthz on this address, e.g. 127.0.0.1:9809; empty: not served")
 	fl.StringVar(&f.host, "host", "real", "the host to act on: real (this machine's LVM and mounts) or sim (an in-memory node)")
 	fl.StringVar(&f.simConfig, "sim-config", "", "with --host sim: a simulated node's YAML or JSON description (default: one 100 GiB VG open-local-pool-0 and two blank 50 GiB disks)")
@@ -91,6 +95,11 @@ func (f *agentFlags) run(ctx context.Context) error {
 	if f.opts.Namespace == "" {
 		f.opts.Namespace = os.Getenv("POD_NAMESPACE")
 	}
+	mode, err := agent.ParseOrphanMode(f.orphanGC)
+	if err != nil {
+		return fmt.Errorf("--orphan-gc: %w", err)
+	}
+	f.opts.OrphanGC = mode
 	host, err := f.newHost()
 	if err != nil {
 		return err

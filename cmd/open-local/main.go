@@ -46,6 +46,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRoot()
+	if isKubectlPlugin(os.Args[0]) {
+		root = newKubectlPluginRoot()
+	}
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "open-local:", err)
 		stop()

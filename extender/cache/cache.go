@@ -111,6 +111,10 @@ type reservation struct {
 	charge core.ClaimCharge
 	// restore: a read-only snapshot restore, which takes nothing.
 	restore bool
+	// assumed: booked by the framework plugin (Assume), not by CSI's
+	// reservation call; owner is the pod it was booked for.
+	assumed bool
+	owner   string
 }
 
 type unplacedRecord struct {
@@ -361,12 +365,24 @@ func (c *Cache) rebuild(n string) {
 		if r.restore || c.backingPV(id) != nil {
 			continue
 		}
+		if r.assumed {
+			if ci, ok := c.ledger.Claim(id); ok && ci.Node == n {
+				// The bound pod's inline volume now charges the claim
+				// itself: the assumption has done its job.
+				delete(c.reservations, id)
+				delete(x.reserved, id)
+				continue
+			}
+		}
 		c.freeElsewhere(n, id)
 		if err := c.ledger.Reserve(n, r.charge); err != nil {
 			c.unplaced[id] = unplacedRecord{node: n, reason: "reservation no longer fits: " + err.Error(), since: sinceOr(since, id, c.opt.Clock.Now())}
 			continue
 		}
 		c.sources[id] = SourceReservation
+		if r.assumed {
+			c.sources[id] = SourceAssumed
+		}
 	}
 
 	// What kube-scheduler chose, oldest PVC first, where it still fits.

@@ -42,16 +42,13 @@ type Allocation struct {
 }
 
 // Plugin implements PreFilter, Filter, Score, Reserve/Unreserve and PreBind.
+// Reserve books the pod's volumes in the cache under its write lock
+// (cache.Assume), so every later Filter sees them and two pods are never
+// given the same bytes; Filter and Score read the cache under its read lock.
 type Plugin struct {
 	cache    *cache.Cache
 	strategy core.Strategy
 	client   kubernetes.Interface
-
-	// mu orders reservations: Filter and Score read under the read lock,
-	// Reserve and Unreserve write under the write lock, so two pods are
-	// never given the same bytes.
-	mu      sync.RWMutex
-	assumed map[types.UID]*assumption
 }
 
 var (
@@ -104,7 +101,7 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 // NewWithCache builds the plugin on a cache the caller feeds; client writes
 // the PreBind annotations.
 func NewWithCache(c *cache.Cache, s core.Strategy, client kubernetes.Interface) *Plugin {
-	return &Plugin{cache: c, strategy: s, client: client, assumed: map[types.UID]*assumption{}}
+	return &Plugin{cache: c, strategy: s, client: client}
 }
 
 // Name is the plugin's name.
@@ -115,14 +112,35 @@ type cycleState struct {
 	req core.PodRequest
 	// pvcs are the pod's Open-Local PVC claims (PreBind annotates them).
 	pvcs map[core.ClaimID]bool
-	// assignment is set by Reserve.
+	// assignment is set by Reserve, on node.
 	assignment *core.Assignment
+	node       string
+	// scores are Filter's findings, by node, for Score: nothing is booked
+	// between the two within one scheduling cycle.
+	mu     sync.Mutex
+	scores map[string]int64
 }
 
-// Clone shares the request: nothing after PreFilter changes it.
+func (s *cycleState) storeScore(node string, score int64) {
+	s.mu.Lock()
+	if s.scores == nil {
+		s.scores = map[string]int64{}
+	}
+	s.scores[node] = score
+	s.mu.Unlock()
+}
+
+func (s *cycleState) score(node string) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.scores[node]
+	return v, ok
+}
+
+// Clone shares the request (nothing after PreFilter changes it) and starts
+// without Filter's findings: a clone judges nodes afresh (preemption).
 func (s *cycleState) Clone() fwk.StateData {
-	c := *s
-	return &c
+	return &cycleState{req: s.req, pvcs: s.pvcs, assignment: s.assignment, node: s.node}
 }
 
 func readState(cs fwk.CycleState) (*cycleState, error) {
@@ -168,16 +186,6 @@ func (p *Plugin) PreFilter(ctx context.Context, cs fwk.CycleState, pod *corev1.P
 // in the NodeInfo, so preemption needs no incremental updates.
 func (p *Plugin) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
 
-// fit judges the pod on node under the lock the caller holds.
-func (p *Plugin) fit(pod *corev1.Pod, st *cycleState, node string) (core.Assignment, *nodeLedger, error) {
-	nl, err := p.buildNode(node, pod.UID)
-	if err != nil {
-		return core.Assignment{}, nil, err
-	}
-	a, err := core.NewEvaluator(nl.ledger).Fit(node, nl.requestOn(st.req), p.strategy)
-	return a, nl, err
-}
-
 // statusOf turns a placement error into a framework status: a node that
 // cannot hold the volumes is Unschedulable with core's reason.
 func statusOf(err error) *fwk.Status {
@@ -198,12 +206,11 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, pod *corev1.Pod, n
 	if node == nil {
 		return fwk.NewStatus(fwk.Error, "node not found")
 	}
-	p.mu.RLock()
-	_, _, err = p.fit(pod, st, node.Name)
-	p.mu.RUnlock()
+	score, err := p.cache.FitNode(node.Name, st.req)
 	if err != nil {
 		return statusOf(err)
 	}
+	st.storeScore(node.Name, int64(score))
 	return nil
 }
 
@@ -218,69 +225,59 @@ func (p *Plugin) Score(_ context.Context, cs fwk.CycleState, pod *corev1.Pod, ni
 	if node == nil {
 		return 0, fwk.NewStatus(fwk.Error, "node not found")
 	}
-	p.mu.RLock()
-	a, _, err := p.fit(pod, st, node.Name)
-	p.mu.RUnlock()
+	if v, ok := st.score(node.Name); ok {
+		return v, nil
+	}
+	score, err := p.cache.FitNode(node.Name, st.req)
 	if err != nil {
 		// The node passed Filter but changed since: rank it last.
 		return 0, nil
 	}
-	return int64(a.Score), nil
+	return int64(score), nil
 }
 
 // ScoreExtensions: scores are already 0..MaxNodeScore.
 func (p *Plugin) ScoreExtensions() fwk.ScoreExtensions { return nil }
 
-// Reserve places the pod on the node and records the charges, so that
-// every later Filter sees them.
+// Reserve places the pod on the node and books its volumes in the cache,
+// so that every later Filter sees them.
 func (p *Plugin) Reserve(ctx context.Context, cs fwk.CycleState, pod *corev1.Pod, nodeName string) *fwk.Status {
 	st, err := readState(cs)
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.pruneLocked()
-	a, nl, err := p.fit(pod, st, nodeName)
+	a, err := p.cache.Assume(nodeName, string(pod.UID), st.req)
 	if err != nil {
 		return statusOf(err)
 	}
-	charges := a.Charges()
-	if err := nl.ledger.Reserve(nodeName, charges...); err != nil {
-		return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("node %s: %v", nodeName, err))
-	}
-	p.assumed[pod.UID] = &assumption{node: nodeName, charges: charges}
-	st.assignment = &a
-	klog.FromContext(ctx).V(4).Info("Reserved Open-Local volumes", "pod", klog.KObj(pod), "node", nodeName, "charges", len(charges))
+	st.assignment, st.node = &a, nodeName
+	klog.FromContext(ctx).V(4).Info("Reserved Open-Local volumes", "pod", klog.KObj(pod), "node", nodeName, "volumes", len(a.Volumes))
 	return nil
 }
 
-// Unreserve forgets the pod's reservation (idempotent).
-func (p *Plugin) Unreserve(_ context.Context, cs fwk.CycleState, pod *corev1.Pod, _ string) {
-	p.mu.Lock()
-	delete(p.assumed, pod.UID)
-	p.mu.Unlock()
-	if st, err := readState(cs); err == nil {
-		st.assignment = nil
+// Unreserve gives the pod's bookings back (idempotent).
+func (p *Plugin) Unreserve(_ context.Context, cs fwk.CycleState, pod *corev1.Pod, nodeName string) {
+	st, err := readState(cs)
+	if err != nil || st.assignment == nil {
+		return
 	}
+	ids := make([]core.ClaimID, 0, len(st.assignment.Volumes))
+	for _, v := range st.assignment.Volumes {
+		// Existing claims too: an earlier attempt for this pod may have
+		// booked them (Unassume only drops this pod's own bookings).
+		ids = append(ids, v.Claim)
+	}
+	node := st.node
+	if node == "" {
+		node = nodeName
+	}
+	p.cache.Unassume(node, string(pod.UID), ids)
+	st.assignment, st.node = nil, ""
 }
 
-// pruneLocked drops reservations the cache now shows in full.
-func (p *Plugin) pruneLocked() {
-	for uid, a := range p.assumed {
-		if p.settled(a) {
-			delete(p.assumed, uid)
-		}
-	}
-}
-
-// Reservations is how many pods hold a reservation the cache does not show
-// yet (for metrics and tests).
-func (p *Plugin) Reservations() int {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return len(p.assumed)
-}
+// Reservations is how many claims the plugin booked that no PV, annotation
+// or bound pod charges yet (for metrics and tests).
+func (p *Plugin) Reservations() int { return p.cache.NumAssumed() }
 
 // PreBindPreFlight: only pods that Reserve placed need PreBind.
 func (p *Plugin) PreBindPreFlight(_ context.Context, cs fwk.CycleState, _ *corev1.Pod, _ string) (*fwk.PreBindPreFlightResult, *fwk.Status) {
@@ -302,8 +299,11 @@ func (p *Plugin) PreBind(ctx context.Context, cs fwk.CycleState, pod *corev1.Pod
 		return nil
 	}
 	for _, v := range st.assignment.Volumes {
-		if !st.pvcs[v.Claim] || v.Existing || v.Kind == core.VolumeSnapshotRestore {
+		if !st.pvcs[v.Claim] || v.Kind == core.VolumeSnapshotRestore {
 			continue
+		}
+		if _, src, ok := p.cache.Claim(v.Claim); v.Existing && ok && src == cache.SourcePV {
+			continue // provisioned already: its PV says where it is
 		}
 		if err := p.annotate(ctx, pod.Namespace, v); err != nil {
 			return fwk.AsStatus(err)

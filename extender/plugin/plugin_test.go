@@ -402,3 +402,36 @@ func TestDeployConfigEnablesPlugin(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, core.Binpack, got.Strategy)
 }
+
+// TestUnreserveGivesBytesBack: a pod whose binding failed leaves nothing
+// booked, and a second Unreserve changes nothing.
+func TestUnreserveGivesBytesBack(t *testing.T) {
+	e := newEnv(t, core.Binpack, 10*GiB, 10*GiB)
+	a, b := e.pod("a", 8*GiB), e.pod("b", 8*GiB)
+	ast, _ := e.preFilter(a)
+	bst, _ := e.preFilter(b)
+	require.True(t, e.plugin.Reserve(context.Background(), ast, a, "n1").IsSuccess())
+	require.Equal(t, fwk.Unschedulable, e.plugin.Filter(context.Background(), bst, b, nodeInfo("n1")).Code(), "a holds n1")
+	e.plugin.Unreserve(context.Background(), ast, a, "n1")
+	e.plugin.Unreserve(context.Background(), ast, a, "n1")
+	assert.Equal(t, 0, e.plugin.Reservations())
+	fresh, _ := e.preFilter(b)
+	assert.True(t, e.plugin.Filter(context.Background(), fresh, b, nodeInfo("n1")).IsSuccess(), "a's bytes are back")
+	_, _, ok := e.cache.Claim("ns/a-0")
+	assert.False(t, ok, "nothing charged for a")
+}
+
+// TestAssumptionEndsWithItsPVC: deleting the PVC of an assumed pod (the
+// user gave up before binding) frees its bytes.
+func TestAssumptionEndsWithItsPVC(t *testing.T) {
+	e := newEnv(t, core.Binpack, 10*GiB, 10*GiB)
+	a := e.pod("a", 8*GiB)
+	ast, _ := e.preFilter(a)
+	require.True(t, e.plugin.Reserve(context.Background(), ast, a, "n1").IsSuccess())
+	_, _, ok := e.cache.Claim("ns/a-0")
+	require.True(t, ok)
+	e.cache.DeletePVC("ns", "a-0")
+	_, _, ok = e.cache.Claim("ns/a-0")
+	assert.False(t, ok)
+	assert.Equal(t, 0, e.plugin.Reservations())
+}
