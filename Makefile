@@ -9,6 +9,9 @@ build:
 sim:
 	$(GO) run ./cmd/open-local sim
 
+demo:
+	$(GO) run ./cmd/open-local demo
+
 test:
 	bash hack/test-all.sh
 

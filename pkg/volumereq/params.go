@@ -91,7 +91,9 @@ func ParseStorageClassParams(params map[string]string) (Params, error) {
 	vt, ok := params[ParamVolumeType]
 	switch {
 	case !ok || vt == "":
-		errs = append(errs, &core.InvalidValueError{Field: ParamVolumeType, Value: vt, Reason: "required", Accepted: volumeTypes})
+		// As the CSI driver does: a class without volumeType is LVM, so a
+		// bare StorageClass is scheduled the way it is provisioned.
+		p.VolumeType = VolumeTypeLVM
 	case contains(volumeTypes, vt):
 		p.VolumeType = VolumeType(vt)
 	default:
@@ -104,9 +106,9 @@ func ParseStorageClassParams(params map[string]string) (Params, error) {
 			errs = append(errs, err)
 		}
 		p.Media = media
-	} else if p.VolumeType == VolumeTypeDevice || p.VolumeType == VolumeTypeMountPoint {
-		errs = append(errs, &core.InvalidValueError{Field: ParamMediaType, Reason: "required for volumeType " + string(p.VolumeType), Accepted: mediaTypes})
 	}
+	// Without mediaType a Device or MountPoint volume takes either medium,
+	// as the CSI driver does (open-local refused such pods).
 	if t, ok := params[ParamLVMType]; ok {
 		if contains(lvmTypes, t) {
 			p.LVMType = LVMType(t)

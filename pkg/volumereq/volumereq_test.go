@@ -33,12 +33,9 @@ func TestParseStorageClassParamsRejects(t *testing.T) {
 		params map[string]string
 		want   []string
 	}{
-		{"missing volumeType", map[string]string{}, []string{`invalid volumeType "": required`, "accepted: LVM, Device, MountPoint"}},
 		{"volumeType is case-sensitive", map[string]string{ParamVolumeType: "lvm"}, []string{`invalid volumeType "lvm"`, "accepted: LVM, Device, MountPoint"}},
 		{"Quota has no driver support", map[string]string{ParamVolumeType: "Quota"}, []string{`invalid volumeType "Quota"`}},
 		{"mediaType", map[string]string{ParamVolumeType: "Device", ParamMediaType: "nvme"}, []string{`invalid mediaType "nvme"`, "accepted: ssd, hdd"}},
-		{"mediaType required for Device", map[string]string{ParamVolumeType: "Device"}, []string{"mediaType", "required for volumeType Device", "accepted: ssd, hdd"}},
-		{"mediaType required for MountPoint", map[string]string{ParamVolumeType: "MountPoint"}, []string{"required for volumeType MountPoint"}},
 		{"lvmType", map[string]string{ParamVolumeType: "LVM", ParamLVMType: "raid1"}, []string{`invalid lvmType "raid1"`, "accepted: linear, striping"}},
 		{"fstype", map[string]string{ParamVolumeType: "LVM", ParamFSType: "btrfs"}, []string{`invalid csi.storage.k8s.io/fstype "btrfs"`, "accepted: ext4, ext3, xfs"}},
 		{"bps not a quantity", map[string]string{ParamVolumeType: "LVM", ParamBPS: "fast"}, []string{`invalid bps "fast"`}},
@@ -57,6 +54,19 @@ func TestParseStorageClassParamsRejects(t *testing.T) {
 	}
 }
 
+// The defaults the CSI driver applies: no volumeType is LVM, no mediaType
+// is either medium.
+func TestParseStorageClassParamsDefaults(t *testing.T) {
+	p, err := ParseStorageClassParams(map[string]string{})
+	require.NoError(t, err)
+	assert.Equal(t, VolumeTypeLVM, p.VolumeType)
+	for _, vt := range []string{"Device", "MountPoint"} {
+		p, err := ParseStorageClassParams(map[string]string{ParamVolumeType: vt})
+		require.NoError(t, err, vt)
+		assert.Equal(t, core.MediaType(""), p.Media, vt)
+	}
+}
+
 func TestParseStorageClassParamsReportsEveryError(t *testing.T) {
 	_, err := ParseStorageClassParams(map[string]string{ParamVolumeType: "LVM", ParamLVMType: "x", ParamFSType: "y", ParamIOPS: "z"})
 	require.Error(t, err)
@@ -64,7 +74,7 @@ func TestParseStorageClassParamsReportsEveryError(t *testing.T) {
 }
 
 // Property: the parameters are accepted exactly when every known key holds an
-// accepted value (and mediaType is there when the volume type needs it).
+// accepted value (a missing volumeType is LVM).
 func TestParseStorageClassParamsProperty(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		params := map[string]string{}
@@ -83,21 +93,22 @@ func TestParseStorageClassParamsProperty(t *testing.T) {
 		if vt != "" {
 			params[ParamVolumeType] = vt
 		}
-		valid = valid && contains(volumeTypes, vt)
+		valid = valid && (vt == "" || contains(volumeTypes, vt))
 		pick(ParamMediaType, mediaTypes, []string{"SSD", "nvme", ""})
 		pick(ParamLVMType, lvmTypes, []string{"Linear", "mirror"})
 		pick(ParamFSType, fsTypes, []string{"ext2", "XFS"})
 		pick(ParamBPS, []string{"0", "1Mi", "100M", "5000"}, []string{"-1", "1.5", "x", ""})
 		pick(ParamIOPS, []string{"0", "1k", "300"}, []string{"-1", "0.1", "many"})
-		if (vt == "Device" || vt == "MountPoint") && params[ParamMediaType] == "" {
-			valid = false
-		}
 		p, err := ParseStorageClassParams(params)
 		if valid {
 			if err != nil {
 				t.Fatalf("valid parameters %v rejected: %v", params, err)
 			}
-			if string(p.VolumeType) != vt {
+			want := vt
+			if want == "" {
+				want = string(VolumeTypeLVM)
+			}
+			if string(p.VolumeType) != want {
 				t.Fatalf("volumeType %q parsed as %q", vt, p.VolumeType)
 			}
 		} else if err == nil {
