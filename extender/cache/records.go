@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"math"
 
 	"github.com/open-local/open-local/core"
 	"github.com/open-local/open-local/pkg/volumereq"
@@ -203,10 +202,3 @@ func InlineVolumeHandle(podUID types.UID, volume string) string {
 	return "csi-" + hex.EncodeToString(sum[:])
 }
 
-// clampInt64 converts a reported uint64 byte count.
-func clampInt64(v uint64) int64 {
-	if v > math.MaxInt64 {
-		return math.MaxInt64
-	}
-	return int64(v)
-}

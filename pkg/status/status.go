@@ -370,7 +370,7 @@ func buildNode(name string, node *corev1.Node, nls *v1alpha1.NodeLocalStorage, c
 	conditions := map[resourceKey]v1alpha1.StorageConditionType{}
 	var existing []nodecap.ExistingVolume
 	if nls != nil {
-		ns, lc := nodeStorageOf(nls)
+		ns, lc := nodecap.FromNLS(nls)
 		media := map[string]core.MediaType{}
 		for _, d := range ns.Devices {
 			media[d.Name] = d.Media
@@ -566,40 +566,6 @@ func kindOrder(k string) int {
 		return 1
 	default:
 		return 2
-	}
-}
-
-// nodeStorageOf converts what the agent reported into core's model, as the
-// extender's cache does, so that nodecap computes the same figures.
-func nodeStorageOf(nls *v1alpha1.NodeLocalStorage) (core.NodeStorage, core.ListConfig) {
-	var ns core.NodeStorage
-	info := &nls.Status.NodeStorageInfo
-	for _, d := range info.DeviceInfos {
-		m, _ := core.ParseMediaType(strings.ToLower(string(d.MediaType)))
-		ns.Devices = append(ns.Devices, core.BlockDevice{Name: d.Name, SizeBytes: clamp(d.Total), Media: m, ReadOnly: d.ReadOnly})
-	}
-	nodecap.LinkPartitions(ns.Devices)
-	for _, vg := range info.VolumeGroups {
-		cv := core.VolumeGroup{Name: vg.Name, TotalBytes: clamp(vg.Total), FreeBytes: clamp(vg.Available)}
-		for _, pv := range vg.PhysicalVolumes {
-			cv.PVs = append(cv.PVs, core.PhysicalVolume{Name: pv, VG: vg.Name})
-		}
-		for _, lv := range vg.LogicalVolumes {
-			cv.LVs = append(cv.LVs, core.LogicalVolume{Name: lv.Name, VG: vg.Name, SizeBytes: clamp(lv.Total), Stripes: 1})
-		}
-		ns.VGs = append(ns.VGs, cv)
-	}
-	for _, mp := range info.MountPoints {
-		ns.MountPoints = append(ns.MountPoints, core.MountPoint{
-			Path: mp.Name, Device: mp.Device, FSType: mp.FsType, Options: mp.Options,
-			TotalBytes: clamp(mp.Total), AvailableBytes: clamp(mp.Available), ReadOnly: mp.ReadOnly,
-		})
-	}
-	lc := &nls.Spec.ListConfig
-	return ns, core.ListConfig{
-		VGs:         core.Filter{Include: lc.VGs.Include, Exclude: lc.VGs.Exclude},
-		MountPoints: core.Filter{Include: lc.MountPoints.Include, Exclude: lc.MountPoints.Exclude},
-		Devices:     core.Filter{Include: lc.Devices.Include, Exclude: lc.Devices.Exclude},
 	}
 }
 
