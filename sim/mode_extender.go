@@ -54,6 +54,7 @@ const selectedNodeAnnotation = "volume.kubernetes.io/selected-node"
 // storage cache its informers feed.
 type cluster struct {
 	kube  *kubefake.Clientset
+	bound int // bindings written (see bindPod)
 	cache *cache.Cache
 	stop  context.CancelFunc
 	names []string // node names, in ledger order
@@ -358,7 +359,11 @@ func (cl *cluster) setSelectedNode(q queued, node string) error {
 	return nil
 }
 
-// bindPod sets the pod's node, as the binding subresource does.
+// bindPod sets the pod's node, as the binding subresource does. Every
+// few bindings it waits until the cache's informers have seen this one:
+// the in-memory API server's watch channels are bounded (a fake watcher
+// panics when one fills), while a real API server makes a slow informer
+// wait instead.
 func (cl *cluster) bindPod(pod *corev1.Pod, node string) error {
 	ctx := context.Background()
 	p, err := cl.kube.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
@@ -368,8 +373,35 @@ func (cl *cluster) bindPod(pod *corev1.Pod, node string) error {
 	p = p.DeepCopy()
 	p.Spec.NodeName = node
 	p.Status.Phase = corev1.PodRunning
-	_, err = cl.kube.CoreV1().Pods(pod.Namespace).Update(ctx, p, metav1.UpdateOptions{})
-	return err
+	if _, err = cl.kube.CoreV1().Pods(pod.Namespace).Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	cl.bound++
+	if cl.bound%catchUpEvery == 0 {
+		cl.awaitObserved(pod, node)
+	}
+	return nil
+}
+
+// catchUpEvery bounds the events in flight per watch well below the fake
+// watcher's 100: a binding writes the pod once and each PVC at most twice.
+const catchUpEvery = 8
+
+// awaitObserved waits (a few seconds at most) until the cache shows pod on
+// node and its PVCs annotated for node.
+func (cl *cluster) awaitObserved(pod *corev1.Pod, node string) {
+	var last core.ClaimID
+	for id := range pvcNames(pod) {
+		last = id
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		podNode, pvcNode := cl.cache.Observed(pod.Namespace, pod.Name, last)
+		if podNode == node && (last == "" || pvcNode == node) {
+			return
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
 }
 
 // pvcNames maps the claims of the pod's PVCs (named or generic ephemeral)

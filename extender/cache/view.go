@@ -200,3 +200,19 @@ func (c *Cache) Totals() Totals {
 	}
 	return t
 }
+
+// Observed reports what the cache last saw of a pod and of a PVC: the
+// pod's node ("" unbound or unknown) and the PVC's selected-node
+// annotation. A caller that wrote both can wait on it until the informers
+// have caught up with its writes.
+func (c *Cache) Observed(namespace, pod string, pvc core.ClaimID) (podNode, pvcNode string) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if p := c.pods[namespace+"/"+pod]; p != nil {
+		podNode = p.nodeName
+	}
+	if claim := c.pvcs[pvc]; claim != nil {
+		pvcNode = claim.Annotations[AnnSelectedNode]
+	}
+	return podNode, pvcNode
+}
