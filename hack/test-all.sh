@@ -2,7 +2,7 @@
 # Runs every test tier of Open-Local, in this order:
 #   lint (gofmt, go vet, staticcheck) · generated code is current · fuzz targets
 #   (short runs) · VM tier (real LVM, mounts, io.max in QEMU) · control-plane
-#   binaries (built once, cached) · go test ./... (unit, property, csi-sanity,
+#   binaries (built once, cached) · the Helm chart (lint, template) · go test ./... (unit, property, csi-sanity,
 #   real LVM on loop devices, control-plane tier) · benchmarks as a smoke run.
 # Every tier runs even when an earlier one failed; the exit status is non-zero
 # if any failed. The go test run comes last so its summary closes the output.
@@ -73,6 +73,13 @@ k8s() {
 	hack/build-k8s.sh
 }
 
+# helm builds helm once (cached) and lints and renders the chart; e2e/helm
+# then dry-runs the rendered objects against the control plane.
+helm_chart() {
+	HELM=$(bash hack/build-helm.sh) || return 1
+	HELM=$HELM bash hack/helm-check.sh
+}
+
 bench_smoke() {
 	[ -d bench ] || return 0
 	go test ./bench/... -run='^$' -bench=. -benchtime=1x
@@ -107,6 +114,7 @@ tier fuzz fuzz
 tier bench bench_smoke
 tier vm vm
 tier k8s-binaries k8s
+tier helm helm_chart
 tier go-test unit
 
 if [ ${#failed[@]} -gt 0 ]; then
