@@ -70,7 +70,10 @@ vm() {
 k8s() {
 	if [ "${SKIP_K8S:-0}" = 1 ]; then echo "skipped: SKIP_K8S=1"; return 0; fi
 	if [ ! -x hack/build-k8s.sh ]; then echo "no control-plane tier"; return 0; fi
-	hack/build-k8s.sh
+	hack/build-k8s.sh || return 1
+	# open-local-scheduler (kube-scheduler with the plugin) for e2e/system's
+	# plugin mode; cached by the hash of its sources.
+	bash hack/build-scheduler-plugin.sh
 }
 
 # helm builds helm once (cached) and lints and renders the chart; e2e/helm
