@@ -1,7 +1,6 @@
 package cache
 
 import (
-
 	"github.com/open-local/open-local/apis/storage/v1alpha1"
 	"github.com/open-local/open-local/core"
 	"github.com/open-local/open-local/pkg/nodecap"

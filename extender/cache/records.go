@@ -201,4 +201,3 @@ func InlineVolumeHandle(podUID types.UID, volume string) string {
 	sum := sha256.Sum256([]byte(string(podUID) + volume))
 	return "csi-" + hex.EncodeToString(sum[:])
 }
-
