@@ -43,21 +43,58 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		return nil, err
 	}
 	defer unlock()
-	state, err := d.host.LVMReport(ctx)
-	if err != nil {
-		return nil, hostError(err, "reading the LVM report")
+	// A plain volume may start from the cached LVM report (lvmcache.go): the
+	// name is then checked by lvcreate itself, and a name the cache did not
+	// know is looked up again in a fresh report. A content source is always
+	// resolved from a fresh one.
+	var state core.LVMState
+	cached := false
+	if cr.snapshotID == "" && cr.sourceVolumeID == "" {
+		state, cached, err = d.lvm.recent(ctx)
+	} else {
+		state, err = d.host.LVMReport(ctx)
 	}
-	var v volume
-	switch cr.params.Type {
-	case TypeLVM:
-		v, err = d.createLVM(ctx, cr, state)
-	default:
-		v, err = d.createExclusive(ctx, cr, state)
+	for {
+		if err != nil {
+			return nil, hostError(err, "reading the LVM report")
+		}
+		var v volume
+		switch cr.params.Type {
+		case TypeLVM:
+			v, err = d.createLVM(ctx, cr, state)
+		default:
+			v, err = d.createExclusive(ctx, cr, state)
+		}
+		var stale *staleStateError
+		if cached && errors.As(err, &stale) {
+			klog.FromContext(ctx).V(2).Info("The cached LVM report was out of date; reading it again", "volume", cr.id)
+			d.lvm.invalidate()
+			cached = false
+			state, err = d.host.LVMReport(ctx)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &csi.CreateVolumeResponse{Volume: d.csiVolume(v, cr.raw, cr.source)}, nil
 	}
-	if err != nil {
-		return nil, err
+}
+
+// staleStateError is a host that contradicts the LVM report a call started
+// from (lvcreate finds the name taken): with a cached report the call starts
+// again from a fresh one; otherwise the host changed under the call, and the
+// CO retries.
+type staleStateError struct{ err error }
+
+func (e *staleStateError) Error() string { return e.err.Error() }
+func (e *staleStateError) Unwrap() error { return e.err }
+
+// GRPCStatus keeps the wrapped status for the CO.
+func (e *staleStateError) GRPCStatus() *status.Status {
+	if s, ok := status.FromError(e.err); ok {
+		return s
 	}
-	return &csi.CreateVolumeResponse{Volume: d.csiVolume(v, cr.raw, cr.source)}, nil
+	return status.New(codes.Internal, e.err.Error())
 }
 
 func (d *Driver) validateCreate(req *csi.CreateVolumeRequest) (createRequest, error) {
@@ -230,10 +267,18 @@ func (d *Driver) createLVM(ctx context.Context, cr createRequest, state core.LVM
 		if errors.Is(err, hostexec.ErrInsufficientSpace) {
 			d.resyncQuietly(ctx)
 		}
-		return volume{}, hostError(err, "CreateVolume: creating LV %s/%s", a.VG, cr.id)
+		herr := hostError(err, "CreateVolume: creating LV %s/%s", a.VG, cr.id)
+		if errors.Is(err, hostexec.ErrAlreadyExists) {
+			// The report said the name was free.
+			return volume{}, &staleStateError{err: status.Error(codes.Aborted, herr.Error()+"; the LVM state changed during the call, retry")}
+		}
+		return volume{}, herr
 	}
 	if err := d.cap.adopt(lvCharge(a.VG, cr.id, size, a.Stripes)); err != nil {
 		logger.Info("Capacity: cannot charge the new volume", "err", err)
+	}
+	if wantSource == "" {
+		d.fresh.add(cr.id)
 	}
 	v := volume{ID: cr.id, Type: TypeLVM, VG: a.VG, LV: cr.id, DevicePath: d.host.LVDevicePath(a.VG, cr.id), SizeBytes: size, Stripes: a.Stripes, PendingCopy: wantSource != ""}
 	if wantSource != "" {
@@ -560,6 +605,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 		return nil, err
 	}
 	defer unlock()
+	d.fresh.forget(id)
 	logger := klog.FromContext(ctx).WithValues("volume", id)
 	state, err := d.host.LVMReport(ctx)
 	if err != nil {

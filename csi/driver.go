@@ -96,6 +96,10 @@ type Config struct {
 	// MetricsAddress, when set, serves Registry's metrics over HTTP (it must
 	// then be a prometheus.Gatherer too).
 	MetricsAddress string
+	// LVMCacheTTL is how long CreateVolume, NodeStageVolume and
+	// NodePublishVolume trust the last LVM report (0: DefaultLVMCacheTTL;
+	// negative: every call runs a report). See lvmcache.go.
+	LVMCacheTTL time.Duration
 }
 
 // DefaultConfig returns a Config with every default filled in.
@@ -119,8 +123,12 @@ type Driver struct {
 	csi.UnimplementedControllerServer
 	csi.UnimplementedNodeServer
 
-	cfg     Config
-	host    hostexec.Host
+	cfg  Config
+	host hostexec.Host
+	// lvm is host with the last LVM report kept (host is lvm).
+	lvm *lvmCache
+	// fresh are the LVs created for plain volumes and not yet staged.
+	fresh   newLVs
 	rec     *records
 	cap     *capacity
 	locks   *keyLocks
@@ -187,10 +195,15 @@ func NewDriver(cfg Config, host hostexec.Host) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("csi: registering metrics: %w", err)
 	}
+	if cfg.LVMCacheTTL == 0 {
+		cfg.LVMCacheTTL = DefaultLVMCacheTTL
+	}
+	lvm := newLVMCache(host, cfg.LVMCacheTTL)
 	d := &Driver{
 		cfg:     cfg,
-		host:    host,
-		rec:     &records{host: host, dir: cfg.StateDir},
+		host:    lvm,
+		lvm:     lvm,
+		rec:     &records{host: lvm, dir: cfg.StateDir},
 		cap:     newCapacity(cfg.NodeID, cfg.Strategy, capacityFilters{vgs: vgs, devices: devs, mountRoot: cfg.MountRoot, reservations: cfg.Reservations}),
 		locks:   newKeyLocks(),
 		metrics: m,

@@ -51,11 +51,14 @@ func (d *Driver) publishEphemeral(ctx context.Context, req *csi.NodePublishVolum
 			return &csi.NodePublishVolumeResponse{}, nil
 		}
 	}
-	state, err := d.host.LVMReport(ctx)
+	// The cached report may miss an LV made behind the driver's back; then
+	// lvcreate refuses the name, the cache is dropped and the kubelet's retry
+	// reads a fresh report.
+	state, _, err := d.lvm.recent(ctx)
 	if err != nil {
 		return nil, hostError(err, "NodePublishVolume: reading the LVM report")
 	}
-	vgName := ""
+	vgName, created := "", false
 	if vg, lv := findLV(state, id); lv != nil {
 		if !hasTag(lv.Tags, tagKindEphemeral) {
 			return nil, status.Errorf(codes.FailedPrecondition, "NodePublishVolume: %s names a persistent volume, not an inline one", id)
@@ -82,7 +85,7 @@ func (d *Driver) publishEphemeral(ctx context.Context, req *csi.NodePublishVolum
 		if err := d.cap.adopt(lvCharge(a.VG, id, size, a.Stripes)); err != nil {
 			logger.Info("Capacity: cannot charge the new inline volume", "err", err)
 		}
-		vgName = a.VG
+		vgName, created = a.VG, true
 		logger.Info("Created inline volume", "vg", a.VG, "size", size)
 	}
 	dev := d.host.LVDevicePath(vgName, id)
@@ -92,7 +95,7 @@ func (d *Driver) publishEphemeral(ctx context.Context, req *csi.NodePublishVolum
 	}
 	rec := PublishRecord{Version: recordVersion, VolumeID: id, Type: TypeLVM, TargetPath: target, ReadOnly: req.GetReadonly(), Device: dev,
 		Ephemeral: &EphemeralRecord{VG: vgName, PodUID: ec.PodUID, SizeBytes: ec.EphemeralSize, FSType: fsType}}
-	if err := d.mountEphemeral(ctx, id, dev, target, fsType, capability.GetMount().GetMountFlags(), req.GetReadonly()); err != nil {
+	if err := d.mountEphemeral(ctx, id, vgName, target, fsType, capability.GetMount().GetMountFlags(), req.GetReadonly(), created); err != nil {
 		d.rollbackEphemeral(ctx, id, target, hadRecord, nil)
 		return nil, err
 	}
@@ -108,18 +111,31 @@ func (d *Driver) publishEphemeral(ctx context.Context, req *csi.NodePublishVolum
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
-func (d *Driver) mountEphemeral(ctx context.Context, id, dev, target, fsType string, flags []string, readOnly bool) error {
-	sigs, err := d.host.Signatures(ctx, dev)
-	if err != nil {
-		return hostError(err, "NodePublishVolume: reading the signatures of %s", dev)
-	}
-	switch {
-	case len(sigs) == 0:
-		if err := d.host.Mkfs(ctx, dev, fsType, nil); err != nil {
+// mountEphemeral formats the inline volume (without a probe when this call
+// created it) and mounts it on target.
+func (d *Driver) mountEphemeral(ctx context.Context, id, vgName, target, fsType string, flags []string, readOnly, created bool) error {
+	dev := d.host.LVDevicePath(vgName, id)
+	formatted := false
+	if created {
+		err := d.host.FormatNewLV(ctx, vgName, id, fsType, nil)
+		if err != nil && !errors.Is(err, hostexec.ErrInUse) {
 			return hostError(err, "NodePublishVolume: formatting %s as %s", dev, fsType)
 		}
-	case !contains(sigs, fsType):
-		return status.Errorf(codes.FailedPrecondition, "NodePublishVolume: inline volume %s holds %v, not %s", id, sigs, fsType)
+		formatted = err == nil
+	}
+	if !formatted {
+		sigs, err := d.host.Signatures(ctx, dev)
+		if err != nil {
+			return hostError(err, "NodePublishVolume: reading the signatures of %s", dev)
+		}
+		switch {
+		case len(sigs) == 0:
+			if err := d.host.Mkfs(ctx, dev, fsType, nil); err != nil {
+				return hostError(err, "NodePublishVolume: formatting %s as %s", dev, fsType)
+			}
+		case !contains(sigs, fsType):
+			return status.Errorf(codes.FailedPrecondition, "NodePublishVolume: inline volume %s holds %v, not %s", id, sigs, fsType)
+		}
 	}
 	mounted, err := d.ensureDir(ctx, target, false)
 	if err != nil {

@@ -42,7 +42,7 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 		return nil, err
 	}
 	defer unlock()
-	v, err := d.nodeVolume(ctx, id, vc)
+	v, err := d.provisioningVolume(ctx, id, vc)
 	if err != nil {
 		return nil, err
 	}
@@ -52,6 +52,8 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	if v.Ephemeral {
 		return nil, status.Errorf(codes.InvalidArgument, "NodeStageVolume: volume %s is an inline volume", id)
 	}
+	// Whatever this call does with the volume, it is no longer new after it.
+	fresh := d.fresh.take(id) && v.Type == TypeLVM && !v.ReadOnly && v.LV == id
 	readOnly := v.ReadOnly || capability.GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY
 	rec := StageRecord{Version: recordVersion, VolumeID: id, Type: v.Type, StagingPath: staging, Block: isBlock(capability), Device: v.DevicePath, ReadOnly: readOnly}
 	if !rec.Block {
@@ -60,7 +62,7 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 			err = d.stageBind(ctx, v, staging, readOnly)
 		} else {
 			rec.FSType = fsTypeFor(capability, vc.FSType)
-			err = d.stageFilesystem(ctx, v, staging, rec.FSType, capability.GetMount().GetMountFlags(), readOnly)
+			err = d.stageFilesystem(ctx, v, staging, rec.FSType, capability.GetMount().GetMountFlags(), readOnly, fresh)
 		}
 		if err != nil {
 			return nil, err
@@ -152,7 +154,7 @@ func (d *Driver) mountedSource(ctx context.Context, target string) (string, erro
 	return src, nil
 }
 
-func (d *Driver) stageFilesystem(ctx context.Context, v volume, staging, fsType string, flags []string, readOnly bool) error {
+func (d *Driver) stageFilesystem(ctx context.Context, v volume, staging, fsType string, flags []string, readOnly, fresh bool) error {
 	mounted, err := d.ensureDir(ctx, staging, false)
 	if err != nil {
 		return err
@@ -167,6 +169,47 @@ func (d *Driver) stageFilesystem(ctx context.Context, v volume, staging, fsType 
 		}
 		return nil
 	}
+	formatted := false
+	if fresh {
+		switch err := d.host.FormatNewLV(ctx, v.VG, v.LV, fsType, nil); {
+		case err == nil:
+			formatted = true
+			klog.FromContext(ctx).Info("Formatted", "volume", v.ID, "device", v.DevicePath, "fsType", fsType, "new", true)
+		case errors.Is(err, hostexec.ErrInUse):
+			// Written to since it was created: probed below like any volume.
+			klog.FromContext(ctx).Info("A new volume was written to before its first stage; probing it", "volume", v.ID, "device", v.DevicePath)
+		default:
+			return hostError(err, "NodeStageVolume: formatting new volume %s as %s", v.DevicePath, fsType)
+		}
+	}
+	if !formatted {
+		if err := d.formatIfBlank(ctx, v, fsType); err != nil {
+			return err
+		}
+	}
+	if err := d.host.Mount(ctx, v.DevicePath, staging, fsType, mountOptions(fsType, flags, readOnly, v.ReadOnly)); err != nil {
+		return hostError(err, "NodeStageVolume: mounting %s on %s", v.DevicePath, staging)
+	}
+	return nil
+}
+
+// formatIfBlank formats a blank device and accepts one that already holds a
+// filesystem of the requested type; any other signature is refused. Mkfs
+// itself refuses a device with a signature, so a writable volume goes to it
+// first: a new volume then costs one signature probe, not two. Only when Mkfs
+// finds something is the device probed to tell an existing filesystem of the
+// right type (a restage, a restore) from anything else.
+func (d *Driver) formatIfBlank(ctx context.Context, v volume, fsType string) error {
+	if !v.ReadOnly {
+		err := d.host.Mkfs(ctx, v.DevicePath, fsType, nil)
+		if err == nil {
+			klog.FromContext(ctx).Info("Formatted", "volume", v.ID, "device", v.DevicePath, "fsType", fsType)
+			return nil
+		}
+		if !errors.Is(err, hostexec.ErrInUse) {
+			return hostError(err, "NodeStageVolume: formatting %s as %s", v.DevicePath, fsType)
+		}
+	}
 	sigs, err := d.host.Signatures(ctx, v.DevicePath)
 	if err != nil {
 		return hostError(err, "NodeStageVolume: reading the signatures of %s", v.DevicePath)
@@ -175,15 +218,11 @@ func (d *Driver) stageFilesystem(ctx context.Context, v volume, staging, fsType 
 	case len(sigs) == 0 && v.ReadOnly:
 		return status.Errorf(codes.FailedPrecondition, "NodeStageVolume: read-only volume %s (%s) holds no filesystem", v.ID, v.DevicePath)
 	case len(sigs) == 0:
-		if err := d.host.Mkfs(ctx, v.DevicePath, fsType, nil); err != nil {
-			return hostError(err, "NodeStageVolume: formatting %s as %s", v.DevicePath, fsType)
-		}
-		klog.FromContext(ctx).Info("Formatted", "volume", v.ID, "device", v.DevicePath, "fsType", fsType)
+		// Mkfs said in use, yet nothing is on the device: it is busy (held
+		// open by another mount or a device-mapper table).
+		return status.Errorf(codes.FailedPrecondition, "NodeStageVolume: %s holds no filesystem but cannot be formatted now (in use); refusing to touch it", v.DevicePath)
 	case !contains(sigs, fsType):
 		return status.Errorf(codes.FailedPrecondition, "NodeStageVolume: %s holds %v, not a %s filesystem; refusing to format it", v.DevicePath, sigs, fsType)
-	}
-	if err := d.host.Mount(ctx, v.DevicePath, staging, fsType, mountOptions(fsType, flags, readOnly, v.ReadOnly)); err != nil {
-		return hostError(err, "NodeStageVolume: mounting %s on %s", v.DevicePath, staging)
 	}
 	return nil
 }
@@ -274,7 +313,8 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, err
 	}
 	defer unlock()
-	v, err := d.nodeVolume(ctx, id, vc)
+	d.fresh.forget(id) // published (block volumes: written to) before any stage
+	v, err := d.provisioningVolume(ctx, id, vc)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"k8s.io/klog/v2"
+
 	"github.com/open-local/open-local/core"
 	"github.com/open-local/open-local/hostexec"
 )
@@ -179,6 +181,11 @@ func (d *Driver) nodeVolume(ctx context.Context, id string, vc VolumeContext) (v
 	if err != nil {
 		return volume{}, hostError(err, "reading the LVM report")
 	}
+	return d.nodeVolumeIn(ctx, id, vc, state)
+}
+
+// nodeVolumeIn is nodeVolume's LVM and record lookup in a report just read.
+func (d *Driver) nodeVolumeIn(ctx context.Context, id string, vc VolumeContext, state core.LVMState) (volume, error) {
 	v, found, err := d.lookupVolume(ctx, state, id)
 	if err != nil {
 		return volume{}, err
@@ -195,6 +202,39 @@ func (d *Driver) nodeVolume(ctx context.Context, id string, vc VolumeContext) (v
 		}
 	}
 	return volume{}, status.Errorf(codes.NotFound, "volume %q not found on node %s", id, d.cfg.NodeID)
+}
+
+// provisioningVolume is nodeVolume for NodeStageVolume and
+// NodePublishVolume: an LVM volume may be found in the cached LVM report
+// (lvmcache.go), as these calls follow CreateVolume within seconds. The cache
+// is trusted only for what the host confirms cheaply, that the volume's
+// device exists; anything else (not in the cache, no device, a restore still
+// copying, a read-only restore) takes nodeVolume's fresh report.
+func (d *Driver) provisioningVolume(ctx context.Context, id string, vc VolumeContext) (volume, error) {
+	if !validID(id) || (vc.TypeKnown && vc.Type != TypeLVM) || vc.ReadOnly {
+		return d.nodeVolume(ctx, id, vc)
+	}
+	state, cached, err := d.lvm.recent(ctx)
+	if err != nil {
+		return volume{}, hostError(err, "reading the LVM report")
+	}
+	if !cached {
+		return d.nodeVolumeIn(ctx, id, vc, state)
+	}
+	vg, lv := findLV(state, id)
+	if lv == nil || lv.IsSnapshot() {
+		return d.nodeVolume(ctx, id, vc)
+	}
+	v := d.volumeFromLV(vg, lv)
+	if v.PendingCopy {
+		return d.nodeVolume(ctx, id, vc)
+	}
+	if _, _, err := d.host.DeviceNumber(ctx, v.DevicePath); err != nil {
+		klog.FromContext(ctx).V(2).Info("The cached LVM report names a device the host does not show; reading it again", "volume", id, "device", v.DevicePath, "err", err)
+		d.lvm.invalidate()
+		return d.nodeVolume(ctx, id, vc)
+	}
+	return v, nil
 }
 
 // nodeVolumeAt is nodeVolume for RPCs without a volume context (stats,

@@ -111,6 +111,16 @@ type Host interface {
 	Wipe(ctx context.Context, device string) error
 	// Mkfs formats a device with ext4, ext3 or xfs.
 	Mkfs(ctx context.Context, device, fsType string, options []string) error
+	// FormatNewLV formats an LV that the caller created with CreateLV and
+	// that nobody has used since, without probing it first: nothing on a
+	// new LV belongs to anyone (CreateLV zeroes its start and wipes the
+	// signatures LVM's probe finds; older bytes in its extents were a
+	// deleted volume's), so the probe Mkfs runs would only cost a process
+	// start. It is ErrInUse when it sees the LV was written since: the real
+	// host reads the first 4 KiB lvcreate zeroed, the simulated one checks
+	// signatures; the caller then probes it as any other device. Anything
+	// that is not a new LV goes through Mkfs.
+	FormatNewLV(ctx context.Context, vg, name, fsType string, options []string) error
 	// ResizeFS grows the filesystem on device, mounted at mountPath, to fill it.
 	ResizeFS(ctx context.Context, device, mountPath string) error
 	// CopyDevice copies the first bytes of src onto dst (clone, writable restore).

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -39,6 +40,7 @@ type csiOptions struct {
 	mountRoot           string
 	strategy            string
 	metricsAddress      string
+	lvmCacheTTL         time.Duration
 	commandPrefix       []string
 	sysfs               string
 	cgroupRoot          string
@@ -84,6 +86,7 @@ and nowhere else.`,
 	f.StringSliceVar(&o.deviceExclude, "device-exclude", def.Devices.Exclude, "regular expressions of devices never taken")
 	f.StringVar(&o.mountRoot, "mount-root", def.MountRoot, "directory whose mounted children are MountPoint volumes")
 	f.StringVar(&o.strategy, "strategy", def.Strategy.String(), "choice among this node's VGs and devices: binpack or spread")
+	f.DurationVar(&o.lvmCacheTTL, "lvm-cache-ttl", csi.DefaultLVMCacheTTL, "how long CreateVolume, NodeStageVolume and NodePublishVolume may answer from the last LVM report instead of running one (changes the driver makes keep it true; 0: always run a report)")
 	f.StringVar(&o.metricsAddress, "metrics-address", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9808); empty: not served")
 	f.StringSliceVar(&o.commandPrefix, "command-prefix", nil, "with --host real: run every host tool through this command, e.g. nsenter,--mount=/proc/1/ns/mnt,--")
 	f.StringVar(&o.sysfs, "sysfs", "/sys", "with --host real: where the host's sysfs is mounted")
@@ -113,6 +116,14 @@ func (o csiOptions) config() (csi.Config, hostexec.Host, error) {
 		return cfg, nil, fmt.Errorf("--endpoint: %w", err)
 	}
 	cfg.StateDir = o.stateDir
+	switch {
+	case o.lvmCacheTTL < 0:
+		return cfg, nil, fmt.Errorf("--lvm-cache-ttl %s is negative", o.lvmCacheTTL)
+	case o.lvmCacheTTL == 0:
+		cfg.LVMCacheTTL = -1 // off
+	default:
+		cfg.LVMCacheTTL = o.lvmCacheTTL
+	}
 	cfg.MaxVolumes = o.maxVolumes
 	cfg.ControllerExpansion = o.controllerExpansion
 	cfg.VGs = core.Filter{Include: o.vgInclude, Exclude: o.vgExclude}

@@ -12,9 +12,9 @@
 # Exit status 0 only when the guest printed a PASS verdict with no failure.
 #
 # Environment:
-#   OPEN_LOCAL_VM_TIMEOUT  seconds the VM may run, boot to power-off (default 1500)
+#   OPEN_LOCAL_VM_TIMEOUT  seconds the VM may run, boot to power-off (default 1200)
 #   OPEN_LOCAL_VM_TAGS     extra guest build tags (default vmcsi: the CSI suite;
-#                          empty: LVM, device and binary checks only)
+#                          empty: LVM, device, agent and binary checks only)
 #   OPEN_LOCAL_VM_RUN      -test.run regexp for the guest test binary
 #   OPEN_LOCAL_VM_KEEP     1: keep disk images, image trees and initramfs in e2e/vm/work
 #   OPEN_LOCAL_VM_EXTRA    space-separated host files (static binaries) copied to
@@ -28,7 +28,7 @@ VM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$VM_DIR/../.." && pwd)
 WORK=$VM_DIR/work
 CACHE=${OPEN_LOCAL_CACHE:-${HOME:-/root}/.cache/open-local}
-VM_TIMEOUT=${OPEN_LOCAL_VM_TIMEOUT:-1500}
+VM_TIMEOUT=${OPEN_LOCAL_VM_TIMEOUT:-1200}
 VM_RUN=${OPEN_LOCAL_VM_RUN:-}
 VM_KEEP=${OPEN_LOCAL_VM_KEEP:-}
 VM_EXTRA=${OPEN_LOCAL_VM_EXTRA:-}
@@ -152,7 +152,7 @@ build_binaries() {
   (cd "$REPO" && CGO_ENABLED=0 go build -ldflags='-s -w' -o "$WORK/bin/open-local" ./cmd/open-local)
   # OPEN_LOCAL_VM_TAGS are extra build tags, "vmcsi" by default: the CSI
   # suite (csi-sanity, lifecycle, restart, latency on real LVM). Set it empty
-  # for the LVM, device and binary checks alone (about 2 minutes).
+  # for the LVM, device, agent and binary checks alone (about 1 minute).
   local extra=${OPEN_LOCAL_VM_TAGS-vmcsi}
   tags="vmguest${extra:+,$extra}"
   say "go test -c -tags $tags ./e2e/vm/guest"

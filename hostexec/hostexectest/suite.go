@@ -852,6 +852,15 @@ func testLVData(t *testing.T, e Env) {
 	la, err := lvmreport.ParseLVAttr(lv(t, e, vgName, "restored").Attr)
 	require.NoError(t, err)
 	assert.False(t, la.IsActive())
+
+	// FormatNewLV: the provisioning path's mkfs of an LV it just created.
+	require.NoError(t, h.CreateLV(ctx, hostexec.LVSpec{VG: vgName, Name: "new", SizeBytes: 32 * core.MiB}))
+	require.NoError(t, h.FormatNewLV(ctx, vgName, "new", "ext4", nil))
+	sigs, err = h.Signatures(ctx, h.LVDevicePath(vgName, "new"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ext4"}, sigs)
+	isErr(t, h.FormatNewLV(ctx, vgName, "missing", "ext4", nil), hostexec.ErrNotFound)
+	isErr(t, h.FormatNewLV(ctx, vgName, "../x", "ext4", nil), hostexec.ErrInvalidArgument)
 }
 
 func testPodCgroup(t *testing.T, e Env) {

@@ -184,8 +184,22 @@ func (h *Host) Wipe(ctx context.Context, device string) (err error) {
 	return nil
 }
 
+// FormatNewLV is Mkfs on the LV's device: the simulation keeps the
+// signature check, so a caller that formats a used LV this way fails.
+func (h *Host) FormatNewLV(ctx context.Context, vg, name, fsType string, options []string) (err error) {
+	if err := hostexec.ValidateLVName(vg, name); err != nil {
+		return err
+	}
+	device := h.LVDevicePath(vg, name)
+	return h.mkfs(ctx, "FormatNewLV", device, fsType, options)
+}
+
 // Mkfs formats a blank device.
 func (h *Host) Mkfs(ctx context.Context, device, fsType string, options []string) (err error) {
+	return h.mkfs(ctx, "Mkfs", device, fsType, options)
+}
+
+func (h *Host) mkfs(ctx context.Context, op, device, fsType string, options []string) (err error) {
 	if err := hostexec.ValidateDevicePath(device); err != nil {
 		return err
 	}
@@ -195,7 +209,7 @@ func (h *Host) Mkfs(ctx context.Context, device, fsType string, options []string
 	if err := hostexec.ValidateToolOptions("mkfs option", options); err != nil {
 		return err
 	}
-	finish, err := h.enter(ctx, "Mkfs", device, fsType)
+	finish, err := h.enter(ctx, op, device, fsType)
 	if err != nil {
 		return err
 	}

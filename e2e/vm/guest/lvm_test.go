@@ -57,6 +57,7 @@ func TestLVM(t *testing.T) {
 
 	t.Run("lvcreate_activation", e.testLVCreateActivation)
 	t.Run("ext4_mount_write_statfs", e.testExt4MountWriteStatfs)
+	t.Run("format_new_lv", e.testFormatNewLV)
 	t.Run("lvextend_resize2fs_online", e.testLVExtendResize2fsOnline)
 	t.Run("xfs_growfs_online", e.testXFSGrowOnline)
 	t.Run("cow_snapshot", e.testCOWSnapshot)
@@ -87,6 +88,35 @@ func (e *lvmEnv) testLVCreateActivation(t *testing.T) {
 	require.NoError(t, e.h.ChangeLV(e.ctx, e.vg, "act", hostexec.LVChange{Activate: &on}))
 	require.Equal(t, 64*mib, e.deviceSize(t, dev), "a reactivated LV keeps its size")
 	require.Equal(t, byte('a'), e.findLV(t, "act").Attr[4])
+}
+
+// testFormatNewLV: the provisioning path's mkfs without a probe formats a
+// new LV, and refuses one whose zeroed start was written to since, even when
+// the extents held a filesystem of a deleted LV before.
+func (e *lvmEnv) testFormatNewLV(t *testing.T) {
+	// A deleted LV leaves an xfs behind in the extents the next LV gets.
+	dev := e.createLV(t, hostexec.LVSpec{Name: "prev", SizeBytes: 512 * mib})
+	require.NoError(t, e.h.Mkfs(e.ctx, dev, "xfs", nil))
+	require.NoError(t, e.h.RemoveLV(e.ctx, e.vg, "prev"))
+
+	dev = e.createLV(t, hostexec.LVSpec{Name: "new", SizeBytes: 512 * mib})
+	sigs, err := e.h.Signatures(e.ctx, dev)
+	require.NoError(t, err)
+	require.Empty(t, sigs, "lvcreate wiped the old signature")
+	require.NoError(t, e.h.FormatNewLV(e.ctx, e.vg, "new", "ext4", nil))
+	sigs, err = e.h.Signatures(e.ctx, dev)
+	require.NoError(t, err)
+	require.Equal(t, []string{"ext4"}, sigs)
+
+	dev = e.createLV(t, hostexec.LVSpec{Name: "written", SizeBytes: 64 * mib})
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt([]byte("user data"), 2048)
+	require.NoError(t, err)
+	require.NoError(t, f.Sync())
+	require.NoError(t, f.Close())
+	require.ErrorIs(t, e.h.FormatNewLV(e.ctx, e.vg, "written", "ext4", nil), hostexec.ErrInUse, "a written LV is not formatted without a probe")
+	require.ErrorIs(t, e.h.FormatNewLV(e.ctx, e.vg, "missing", "ext4", nil), hostexec.ErrNotFound)
 }
 
 func (e *lvmEnv) testExt4MountWriteStatfs(t *testing.T) {
