@@ -1,94 +1,26 @@
 package controller
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
-	"io"
-	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
-	"sigs.k8s.io/yaml"
 
 	"github.com/open-local/open-local/apis/storage/v1alpha1"
 	olfake "github.com/open-local/open-local/pkg/generated/clientset/versioned/fake"
+	"github.com/open-local/open-local/pkg/rbactest"
 )
-
-// grants are the rules of deploy/rbac/controller.yaml.
-type grants struct {
-	cluster    []rbacv1.PolicyRule
-	namespaced map[string][]rbacv1.PolicyRule
-}
-
-func loadGrants(t *testing.T) grants {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "deploy", "rbac", "controller.yaml"))
-	require.NoError(t, err)
-	g := grants{namespaced: map[string][]rbacv1.PolicyRule{}}
-	dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for {
-		doc, err := dec.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		require.NoError(t, err)
-		var meta metav1.TypeMeta
-		require.NoError(t, yaml.Unmarshal(doc, &meta))
-		switch meta.Kind {
-		case "ClusterRole":
-			var r rbacv1.ClusterRole
-			require.NoError(t, yaml.UnmarshalStrict(doc, &r))
-			g.cluster = append(g.cluster, r.Rules...)
-		case "Role":
-			var r rbacv1.Role
-			require.NoError(t, yaml.UnmarshalStrict(doc, &r))
-			g.namespaced[r.Namespace] = append(g.namespaced[r.Namespace], r.Rules...)
-		}
-	}
-	return g
-}
-
-func (g grants) allows(a clienttesting.Action) bool {
-	res := a.GetResource().Resource
-	if sub := a.GetSubresource(); sub != "" {
-		res += "/" + sub
-	}
-	name := ""
-	switch x := a.(type) {
-	case interface{ GetName() string }: // get, delete, patch
-		name = x.GetName()
-	case clienttesting.UpdateAction:
-		if m, ok := x.GetObject().(metav1.Object); ok {
-			name = m.GetName()
-		}
-	}
-	match := func(rules []rbacv1.PolicyRule) bool {
-		for _, r := range rules {
-			if slices.Contains(r.APIGroups, a.GetResource().Group) && slices.Contains(r.Resources, res) &&
-				slices.Contains(r.Verbs, a.GetVerb()) && (len(r.ResourceNames) == 0 || slices.Contains(r.ResourceNames, name)) {
-				return true
-			}
-		}
-		return false
-	}
-	return match(g.cluster) || match(g.namespaced[a.GetNamespace()])
-}
 
 // TestRBACCoversEveryRequest runs the controller through its flows and checks
 // that every request it made is granted by deploy/rbac/controller.yaml.
 func TestRBACCoversEveryRequest(t *testing.T) {
-	g := loadGrants(t)
+	g := rbactest.Load(t, filepath.Join("..", "deploy", "rbac", "controller.yaml"))
 	kube := k8sfake.NewClientset(newNode("node-1", nil), newNode("node-2", nil))
 	ol := olfake.NewSimpleClientset(newInitConfig(cfgName, v1alpha1.NodeLocalStorageInitConfigSpec{GlobalConfig: global}))
 	emulateAPIServer(ol)
@@ -157,7 +89,7 @@ func TestRBACCoversEveryRequest(t *testing.T) {
 		if isTestRequest(a) {
 			continue
 		}
-		require.True(t, g.allows(a), "deploy/rbac/controller.yaml does not grant: %s", key)
+		require.True(t, g.Allows(a), "deploy/rbac/controller.yaml does not grant: %s", key)
 	}
 	for _, want := range []string{"create nodelocalstorages/ ns=", "update nodelocalstorages/status ns=", "delete nodelocalstorages/ ns=",
 		"update nodelocalstorageinitconfigs/status ns=", "create leases/ ns=kube-system"} {

@@ -18,6 +18,7 @@ import (
 	"github.com/open-local/open-local/core"
 	"github.com/open-local/open-local/extender"
 	"github.com/open-local/open-local/extender/cache"
+	"github.com/open-local/open-local/extender/plugin/fwkfake"
 	localfake "github.com/open-local/open-local/pkg/generated/clientset/versioned/fake"
 	"github.com/open-local/open-local/pkg/nodecap"
 	"github.com/open-local/open-local/pkg/volumereq"
@@ -240,7 +241,7 @@ type scheduled struct {
 	q    queued
 	node string
 	// state is the plugin's CycleState (plugin mode).
-	state *cycleData
+	state *fwkfake.CycleState
 }
 
 // modeLoop is the simulated kube-scheduler: a scheduling queue, the

@@ -5,54 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/open-local/open-local/core"
 	"github.com/open-local/open-local/extender/plugin"
-	corev1 "k8s.io/api/core/v1"
+	"github.com/open-local/open-local/extender/plugin/fwkfake"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	fwk "k8s.io/kube-scheduler/framework"
 )
-
-// cycleData is the CycleState of one scheduling attempt. The plugin only
-// reads and writes its own key; the framework's other bookkeeping is not
-// simulated (calling it panics on the nil embedded interface).
-type cycleData struct {
-	fwk.CycleState
-	mu   sync.Mutex
-	data map[fwk.StateKey]fwk.StateData
-}
-
-func newCycleData() *cycleData { return &cycleData{data: map[fwk.StateKey]fwk.StateData{}} }
-
-func (s *cycleData) Read(k fwk.StateKey) (fwk.StateData, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if d, ok := s.data[k]; ok {
-		return d, nil
-	}
-	return nil, fwk.ErrNotFound
-}
-
-func (s *cycleData) Write(k fwk.StateKey, d fwk.StateData) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.data[k] = d
-}
-
-func (s *cycleData) Delete(k fwk.StateKey) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.data, k)
-}
-
-// nodeOnly is a NodeInfo that knows only its node, all the plugin reads.
-type nodeOnly struct {
-	fwk.NodeInfo
-	node *corev1.Node
-}
-
-func (n nodeOnly) Node() *corev1.Node { return n.node }
 
 // runPlugin places the pods through the framework plugin's extension points:
 // PreFilter, Filter and Score over the admitted nodes, Reserve inside the
@@ -66,7 +25,7 @@ func (r *runner) runPlugin(res *Result) error {
 	p := plugin.NewWithCache(cl.cache, r.opt.Strategy, cl.kube)
 	infos := make(map[string]fwk.NodeInfo, len(r.nodes))
 	for _, n := range r.nodes {
-		infos[n.Name] = nodeOnly{node: n}
+		infos[n.Name] = fwkfake.NodeInfo{N: n}
 	}
 	ctx := context.Background()
 	m := &modeLoop{r: r, pods: cl.pods, res: res, lag: r.opt.BindLag}
@@ -75,7 +34,7 @@ func (r *runner) runPlugin(res *Result) error {
 		if err != nil {
 			return scheduled{}, err.Error()
 		}
-		cs := newCycleData()
+		cs := fwkfake.NewCycleState()
 		if _, st := p.PreFilter(ctx, cs, q.pod, nil); !st.IsSuccess() {
 			return scheduled{}, st.Message()
 		}

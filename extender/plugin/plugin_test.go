@@ -11,6 +11,7 @@ import (
 	"github.com/open-local/open-local/core"
 	"github.com/open-local/open-local/extender/cache"
 	"github.com/open-local/open-local/extender/fixture"
+	"github.com/open-local/open-local/extender/plugin/fwkfake"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -23,48 +24,8 @@ import (
 
 const GiB = fixture.GiB
 
-// testState is a CycleState holding plugin data; the framework's other
-// bookkeeping is not used by the plugin (calling it panics on the nil
-// embedded interface, which would fail the test).
-type testState struct {
-	fwk.CycleState
-	mu   sync.Mutex
-	data map[fwk.StateKey]fwk.StateData
-}
-
-func newState() *testState { return &testState{data: map[fwk.StateKey]fwk.StateData{}} }
-
-func (s *testState) Read(k fwk.StateKey) (fwk.StateData, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if d, ok := s.data[k]; ok {
-		return d, nil
-	}
-	return nil, fwk.ErrNotFound
-}
-
-func (s *testState) Write(k fwk.StateKey, d fwk.StateData) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.data[k] = d
-}
-
-func (s *testState) Delete(k fwk.StateKey) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.data, k)
-}
-
-// testNode is a NodeInfo that only knows its node.
-type testNode struct {
-	fwk.NodeInfo
-	node *corev1.Node
-}
-
-func (n testNode) Node() *corev1.Node { return n.node }
-
 func nodeInfo(name string) fwk.NodeInfo {
-	return testNode{node: &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}}
+	return fwkfake.NodeInfo{N: &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}}
 }
 
 type env struct {
@@ -105,8 +66,8 @@ func (e *env) pod(name string, sizes ...int64) *corev1.Pod {
 	return p
 }
 
-func (e *env) preFilter(pod *corev1.Pod) (*testState, *fwk.Status) {
-	st := newState()
+func (e *env) preFilter(pod *corev1.Pod) (*fwkfake.CycleState, *fwk.Status) {
+	st := fwkfake.NewCycleState()
 	_, s := e.plugin.PreFilter(context.Background(), st, pod, nil)
 	return st, s
 }

@@ -159,14 +159,8 @@ func (h *Host) CreateVG(ctx context.Context, name string, devices []string, forc
 	if _, ok := st.FindVG(name); ok {
 		return fmt.Errorf("VG %s: %w", name, hostexec.ErrAlreadyExists)
 	}
-	need, err := h.checkNewPVs(ctx, st, devices, force)
-	if err != nil {
+	if err := h.preparePVs(ctx, st, devices, force); err != nil {
 		return err
-	}
-	for _, d := range need {
-		if err := h.pvcreate(ctx, d, force); err != nil {
-			return err
-		}
 	}
 	if _, err := h.lvm(ctx, "vgcreate", append([]string{name}, devices...)...); err != nil {
 		return fmt.Errorf("create VG %s: %w", name, err)
@@ -175,17 +169,25 @@ func (h *Host) CreateVG(ctx context.Context, name string, devices []string, forc
 	return nil
 }
 
-func (h *Host) checkNewPVs(ctx context.Context, st core.LVMState, devices []string, force bool) (needPVCreate []string, err error) {
+// preparePVs makes devices PVs for a VG: every device is checked before
+// any is touched, then those that are not orphan PVs yet get pvcreate.
+func (h *Host) preparePVs(ctx context.Context, st core.LVMState, devices []string, force bool) error {
+	var need []string
 	for _, d := range devices {
 		orphan, err := h.checkNewPV(ctx, st, d, force)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if !orphan {
-			needPVCreate = append(needPVCreate, d)
+			need = append(need, d)
 		}
 	}
-	return needPVCreate, nil
+	for _, d := range need {
+		if err := h.pvcreate(ctx, d, force); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ExtendVG adds devices to a VG. A device already in this VG is
@@ -210,14 +212,8 @@ func (h *Host) ExtendVG(ctx context.Context, name string, devices []string) erro
 			return fmt.Errorf("device %s is already in VG %s: %w", d, name, hostexec.ErrAlreadyExists)
 		}
 	}
-	need, err := h.checkNewPVs(ctx, st, devices, false)
-	if err != nil {
+	if err := h.preparePVs(ctx, st, devices, false); err != nil {
 		return err
-	}
-	for _, d := range need {
-		if err := h.pvcreate(ctx, d, false); err != nil {
-			return err
-		}
 	}
 	if _, err := h.lvm(ctx, "vgextend", append([]string{name}, devices...)...); err != nil {
 		return fmt.Errorf("extend VG %s: %w", name, err)
