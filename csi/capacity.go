@@ -34,6 +34,10 @@ type capacity struct {
 	// after the read began keeps its ledger state, not the host's stale one.
 	gen     uint64
 	touched map[core.ClaimID]uint64
+	// loaded is the gen at which the last applied host read began. A read
+	// that began earlier finishes too late to be applied: the later one
+	// already dropped the touched entries the earlier one would need.
+	loaded uint64
 }
 
 // capacityFilters say which host resources the driver may allocate.
@@ -229,6 +233,11 @@ func (c *capacity) load(ctx context.Context, hs hostStorage, since uint64) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if since < c.loaded {
+		klog.FromContext(ctx).V(4).Info("Capacity: a newer host read was applied first; dropping this one", "readAt", since, "applied", c.loaded)
+		return
+	}
+	c.loaded = since
 	for _, ch := range hostClaims {
 		if c.touched[ch.ID] > since {
 			continue

@@ -122,3 +122,26 @@ func TestParallelCreatesAndCapacityPolls(t *testing.T) {
 	require.Equal(t, 19, ok, "(100 GiB - 4 MiB) holds nineteen 5 GiB volumes")
 	e.checkLedgerMatchesHost()
 }
+
+// TestStaleHostReadIsDropped: two resyncs overlap; the one whose host read
+// began first finishes last. Applied, its read (taken before an LV was
+// created) would drop the LV's claim, as the later load already forgot
+// that the claim changed since. It is dropped instead.
+func TestStaleHostReadIsDropped(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := e.ctx
+	c := e.d.cap
+	before, err := readHostStorage(ctx, e.h, e.d.rec, c.filters.mountRoot)
+	require.NoError(t, err)
+	c.mu.Lock()
+	early := c.gen
+	c.mu.Unlock()
+
+	e.mustCreate(createReq("local-late", 5*core.GiB, nil))
+	require.NoError(t, c.resync(ctx, e.h, e.d.rec)) // the later read, applied first
+	c.load(ctx, before, early)                      // the earlier read, finishing last
+
+	_, charged := c.l.Claim(core.ClaimID("local-late"))
+	require.True(t, charged, "the stale read must not drop the new volume's claim")
+	e.checkLedgerMatchesHost()
+}
