@@ -259,7 +259,7 @@ func TestNodeStorageInfo(t *testing.T) {
 	assert.Equal(t, v1alpha1.StorageState{Type: v1alpha1.StorageReady, Status: "True", Reason: discovery.StateReasonDiscovered,
 		Message: "8 devices, 1 volume groups, 2 mount points"}, info.State)
 	require.Len(t, info.DeviceInfos, 8)
-	assert.Equal(t, v1alpha1.DeviceInfo{Name: "/dev/nvme0n1", MediaType: v1alpha1.MediaTypeSSD, Total: uint64(40 * core.GiB), Condition: v1alpha1.StorageReady}, info.DeviceInfos[0])
+	assert.Equal(t, v1alpha1.DeviceInfo{Name: "/dev/nvme0n1", MediaType: v1alpha1.MediaTypeSSD, Total: uint64(40 * core.GiB), Condition: v1alpha1.StorageReady, Signatures: []string{"gpt"}}, info.DeviceInfos[0], "signatures are reported: the scheduler must not count a disk carrying one as blank")
 	assert.True(t, info.DeviceInfos[7].ReadOnly)
 
 	require.Len(t, info.VolumeGroups, 1)

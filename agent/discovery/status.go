@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -38,11 +39,12 @@ func NodeStorageInfo(s Snapshot, o StatusOptions) v1alpha1.NodeStorageInfo {
 	info := v1alpha1.NodeStorageInfo{Phase: v1alpha1.StorageRunning}
 	for _, d := range s.Storage.Devices {
 		info.DeviceInfos = append(info.DeviceInfos, v1alpha1.DeviceInfo{
-			Name:      d.Name,
-			MediaType: v1alpha1.MediaType(d.Media),
-			Total:     toU64(d.SizeBytes),
-			ReadOnly:  d.ReadOnly,
-			Condition: v1alpha1.StorageReady,
+			Name:       d.Name,
+			MediaType:  v1alpha1.MediaType(d.Media),
+			Total:      toU64(d.SizeBytes),
+			ReadOnly:   d.ReadOnly,
+			Condition:  v1alpha1.StorageReady,
+			Signatures: slices.Clone(d.Signatures),
 		})
 	}
 	var faults []string

@@ -318,11 +318,18 @@ func (c *Cache) rebuild(n string) {
 		c.ledger.RemoveNode(n)
 		return
 	}
-	c.ledger.SetNode(n, rec.capacity)
 	x := c.byNode[n]
 	if x == nil {
 		x = &nodeIndex{}
 	}
+	held := map[string]bool{}
+	for name := range x.pvs {
+		if r := c.pvs[name]; r.invalid == "" && r.charge.Kind == core.KindDevice {
+			held[r.charge.Device] = true
+		}
+	}
+	rec = rec.holding(held)
+	c.ledger.SetNode(n, rec.capacity)
 	known := map[string]bool{}
 
 	// What is on the disk first: PVs, inline volumes of running pods, LVs.

@@ -426,3 +426,41 @@ func TestConcurrentEvaluateAndEvents(t *testing.T) {
 	assert.Equal(t, 40, c.NumClaims())
 	assert.Empty(t, c.Overcommits())
 }
+
+// TestFormattedDevices: a device that carries a signature is not offered to
+// new Device volumes (the CSI driver refuses such a device), yet the Device
+// volume that formatted it is charged within the node's capacity.
+func TestFormattedDevices(t *testing.T) {
+	c, _ := newCache(t)
+	twoNodes(c)
+	formatted := func() {
+		nls := fx.NLS("n1", []fx.VG{{Name: "pool", Bytes: 100 * gi}}, []fx.Device{{Name: "/dev/vdc", Bytes: 50 * gi, Media: "ssd"}}, nil)
+		for i := range nls.Status.NodeStorageInfo.DeviceInfos {
+			if nls.Status.NodeStorageInfo.DeviceInfos[i].Name == "/dev/vdc" {
+				nls.Status.NodeStorageInfo.DeviceInfos[i].Signatures = []string{"ext4"}
+			}
+		}
+		c.UpsertNLS(nls)
+	}
+	devices := func(node string) []ExclusiveView {
+		v, ok := c.View(node)
+		require.True(t, ok)
+		return v.Nodes[0].Devices
+	}
+
+	formatted()
+	assert.Empty(t, devices("n1"), "a device with a filesystem on it is not free")
+	v, _ := c.View("n1")
+	assert.Contains(t, v.Nodes[0].Skipped, "Device /dev/vdc: carries ext4")
+	assert.Len(t, devices("n2"), 1, "the blank device of n2 is offered")
+
+	// The Device volume that made the filesystem: charged, not over-committed.
+	pvc := fx.Selected(fx.PVC("ns", "dev", "ssd", 50*gi, 1), "n1")
+	c.UpsertPVC(pvc)
+	c.UpsertPV(fx.PV(pvc, fx.Placement{Node: "n1", Device: "/dev/vdc"}))
+	assert.Empty(t, c.Overcommits(), "the volume's own device is within the node's capacity")
+	d := devices("n1")
+	require.Len(t, d, 1)
+	assert.Equal(t, "/dev/vdc", d[0].Name)
+	assert.NotEmpty(t, d[0].Owner, "held by the volume")
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	csiapi "github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/google/uuid"
@@ -717,38 +718,32 @@ func (d *run) awaitAgents(ctx context.Context) error {
 // over-commitment, every PV's volume must exist on its host, and the
 // extender and the report must agree on what each VG holds.
 func (d *run) check(ctx context.Context) error {
+	// The extender's cache follows the API through informers, the report
+	// reads the API: the last change (an expansion, say) may not have reached
+	// the cache yet, so the two are compared until they agree or a few
+	// seconds have passed.
+	var rep *status.Report
+	var problems []error
+	for deadline := time.Now().Add(agreeWithin); ; {
+		var err error
+		if rep, err = status.Collect(ctx, d.cl.kube, d.cl.local, status.Options{}); err != nil {
+			return fmt.Errorf("status report: %w", err)
+		}
+		if problems = d.disagreements(rep); len(problems) == 0 || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	for _, oc := range d.cl.cache.Overcommits() {
 		d.res.Overcommits = append(d.res.Overcommits, fmt.Sprintf("extender ledger: %s %s on %s exceeds what it offers by %s", oc.Kind, oc.Resource, oc.Node, status.FormatBytes(oc.ExcessBytes)))
-	}
-	rep, err := status.Collect(ctx, d.cl.kube, d.cl.local, status.Options{})
-	if err != nil {
-		return fmt.Errorf("status report: %w", err)
 	}
 	d.res.Status = rep
 	for _, o := range rep.Overcommitted() {
 		d.res.Overcommits = append(d.res.Overcommits, "status report: "+o)
-	}
-	var problems []error
-	for _, n := range rep.Nodes {
-		v, ok := d.cl.cache.View(n.Name)
-		if !ok || len(v.Nodes) != 1 {
-			problems = append(problems, fmt.Errorf("%s: the extender's cache does not hold the node", n.Name))
-			continue
-		}
-		for _, r := range n.Resources {
-			if r.Health != status.HealthReady {
-				problems = append(problems, fmt.Errorf("%s: %s %s is %s: %s", n.Name, r.Kind, r.Name, r.Health, r.Message))
-			}
-			if r.Kind != status.KindVG {
-				continue
-			}
-			for _, vg := range v.Nodes[0].VolumeGroups {
-				if vg.Name == r.Name && (vg.Requested != r.RequestedBytes || vg.Allocatable != r.AllocatableBytes) {
-					problems = append(problems, fmt.Errorf("%s: VG %s: the extender counts %s of %s, the status report %s of %s", n.Name, r.Name,
-						status.FormatBytes(vg.Requested), status.FormatBytes(vg.Allocatable), status.FormatBytes(r.RequestedBytes), status.FormatBytes(r.AllocatableBytes)))
-				}
-			}
-		}
 	}
 	pvs, err := d.cl.kube.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -782,4 +777,36 @@ func (d *run) check(ctx context.Context) error {
 		}
 	}
 	return errors.Join(problems...)
+}
+
+// agreeWithin bounds how long check waits for the extender's cache to agree
+// with the status report.
+const agreeWithin = 5 * time.Second
+
+// disagreements compares the status report with the extender's cache: every
+// resource healthy, and each VG's requested and allocatable bytes the same.
+func (d *run) disagreements(rep *status.Report) []error {
+	var problems []error
+	for _, n := range rep.Nodes {
+		v, ok := d.cl.cache.View(n.Name)
+		if !ok || len(v.Nodes) != 1 {
+			problems = append(problems, fmt.Errorf("%s: the extender's cache does not hold the node", n.Name))
+			continue
+		}
+		for _, r := range n.Resources {
+			if r.Health != status.HealthReady {
+				problems = append(problems, fmt.Errorf("%s: %s %s is %s: %s", n.Name, r.Kind, r.Name, r.Health, r.Message))
+			}
+			if r.Kind != status.KindVG {
+				continue
+			}
+			for _, vg := range v.Nodes[0].VolumeGroups {
+				if vg.Name == r.Name && (vg.Requested != r.RequestedBytes || vg.Allocatable != r.AllocatableBytes) {
+					problems = append(problems, fmt.Errorf("%s: VG %s: the extender counts %s of %s, the status report %s of %s", n.Name, r.Name,
+						status.FormatBytes(vg.Requested), status.FormatBytes(vg.Allocatable), status.FormatBytes(r.RequestedBytes), status.FormatBytes(r.AllocatableBytes)))
+				}
+			}
+		}
+	}
+	return problems
 }

@@ -2,6 +2,7 @@ package nodecap
 
 import (
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/open-local/open-local/apis/storage/v1alpha1"
@@ -17,10 +18,11 @@ func FromNLS(nls *v1alpha1.NodeLocalStorage) (core.NodeStorage, core.ListConfig)
 	info := &nls.Status.NodeStorageInfo
 	for _, d := range info.DeviceInfos {
 		ns.Devices = append(ns.Devices, core.BlockDevice{
-			Name:      d.Name,
-			SizeBytes: clampBytes(d.Total),
-			Media:     reportedMedia(string(d.MediaType)),
-			ReadOnly:  d.ReadOnly,
+			Name:       d.Name,
+			SizeBytes:  clampBytes(d.Total),
+			Media:      reportedMedia(string(d.MediaType)),
+			ReadOnly:   d.ReadOnly,
+			Signatures: slices.Clone(d.Signatures),
 		})
 	}
 	LinkPartitions(ns.Devices)

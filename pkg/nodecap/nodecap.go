@@ -45,6 +45,12 @@ type Result struct {
 	Existing []ExistingVolume
 	// Skipped are selected resources that are not allocatable.
 	Skipped []Skipped
+	// Formatted are the skipped devices whose only fault is that they
+	// carry signatures. A Device volume's own device is one once its
+	// filesystem is made: a caller that knows the PersistentVolumes offers
+	// such a device when a volume holds it, as the CSI driver does, so that
+	// the holding volume is charged within the node's capacity.
+	Formatted []core.DeviceCapacity
 }
 
 // reportedTwice explains why a second resource of the same name is not offered:
@@ -61,7 +67,9 @@ var mountPointFSTypes = []string{"ext3", "ext4", "xfs"}
 //     Open-Local's own LVs, so that LVs missing from a report cannot make room
 //     that is not there;
 //   - a device is offered whole unless it is read-only, an LVM PV, mounted,
-//     partitioned, a partition of a disk in use, or carries signatures;
+//     partitioned, a partition of a disk in use or of a disk that carries a
+//     signature other than its partition table, or carries signatures (see
+//     Result.Formatted);
 //   - a mount point is offered whole unless it is read-only or its filesystem
 //     is not ext3, ext4 or xfs; its medium is that of the device behind it.
 //
@@ -135,8 +143,11 @@ func Compute(ns core.NodeStorage, lc core.ListConfig, reservedAnnotation string,
 			continue
 		}
 		d := byName[name]
-		if why := deviceInUse(d, byName, busy); why != "" {
+		if why, onlySignatures := deviceInUse(d, byName, busy); why != "" {
 			res.Skipped = append(res.Skipped, Skipped{Kind: core.KindDevice, Name: name, Reason: why})
+			if onlySignatures {
+				res.Formatted = append(res.Formatted, core.DeviceCapacity{Name: name, SizeBytes: d.SizeBytes, Media: d.Media})
+			}
 			continue
 		}
 		res.Capacity.Devices = append(res.Capacity.Devices, core.DeviceCapacity{Name: name, SizeBytes: d.SizeBytes, Media: d.Media})
@@ -189,33 +200,52 @@ func busyDevices(ns core.NodeStorage) map[string]string {
 	return busy
 }
 
-func deviceInUse(d *core.BlockDevice, byName map[string]*core.BlockDevice, busy map[string]string) string {
+// deviceInUse says why a device is not offered ("" when it is), and whether
+// the only reason is that it carries signatures.
+func deviceInUse(d *core.BlockDevice, byName map[string]*core.BlockDevice, busy map[string]string) (why string, onlySignatures bool) {
 	if d.ReadOnly {
-		return "read-only"
+		return "read-only", false
 	}
 	if why, ok := busy[d.Name]; ok {
-		return why
-	}
-	if len(d.Signatures) > 0 {
-		return "carries " + strings.Join(d.Signatures, ", ")
+		return why, false
 	}
 	for _, p := range d.Partitions {
 		if why, ok := busy[p]; ok {
-			return "partition " + p + " is in use (" + why + ")"
+			return "partition " + p + " is in use (" + why + ")", false
 		}
 	}
 	if len(d.Partitions) > 0 {
-		return "has partitions " + strings.Join(d.Partitions, ", ")
+		return "has partitions " + strings.Join(d.Partitions, ", "), false
 	}
 	if d.Parent != "" {
 		if why, ok := busy[d.Parent]; ok {
-			return "its disk " + d.Parent + " is in use (" + why + ")"
+			return "its disk " + d.Parent + " is in use (" + why + ")", false
 		}
-		if p, ok := byName[d.Parent]; ok && len(p.Signatures) > 0 {
-			return "its disk " + d.Parent + " carries " + strings.Join(p.Signatures, ", ")
+		// The disk's partition table is what makes the partition; any other
+		// signature on the disk means its layout is not what the table says.
+		if p, ok := byName[d.Parent]; ok {
+			if other := notPartitionTables(p.Signatures); len(other) > 0 {
+				return "its disk " + d.Parent + " carries " + strings.Join(other, ", "), false
+			}
 		}
 	}
-	return ""
+	if len(d.Signatures) > 0 {
+		return "carries " + strings.Join(d.Signatures, ", "), true
+	}
+	return "", false
+}
+
+// partitionTables are the signature types wipefs gives partition tables.
+var partitionTables = []string{"gpt", "PMBR", "dos", "atari", "bsd", "mac", "sgi", "sun"}
+
+func notPartitionTables(sigs []string) []string {
+	var out []string
+	for _, s := range sigs {
+		if !contains(partitionTables, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // LinkPartitions fills Parent and Partitions of devices reported by path only

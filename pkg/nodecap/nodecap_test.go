@@ -88,8 +88,10 @@ func TestDevicesInUseAreNotOffered(t *testing.T) {
 			{Name: "/dev/nvme0n1p2", SizeBytes: 600 * gi, Media: core.MediaSSD},
 			{Name: "/dev/vdh", SizeBytes: gi},
 			{Name: "/dev/vdh1", SizeBytes: gi},
-			{Name: "/dev/vdi", SizeBytes: gi, Signatures: []string{"gpt"}},
+			{Name: "/dev/vdi", SizeBytes: gi, Signatures: []string{"gpt", "PMBR"}},
 			{Name: "/dev/vdi1", SizeBytes: gi},
+			{Name: "/dev/vdj", SizeBytes: gi, Signatures: []string{"dos", "ext4"}},
+			{Name: "/dev/vdj1", SizeBytes: gi},
 		},
 		VGs:         []core.VolumeGroup{{Name: "pool", PVs: []core.PhysicalVolume{{Name: "/dev/vdb"}, {Name: "/dev/nvme0n1p1"}, {Name: "/dev/vdh"}}}},
 		MountPoints: []core.MountPoint{{Path: "/mnt/open-local/disk-0", Device: "/dev/vde", FSType: "ext4", TotalBytes: 100 * gi}, {Path: "/", Device: "/dev/vda1", FSType: "ext4"}},
@@ -101,7 +103,11 @@ func TestDevicesInUseAreNotOffered(t *testing.T) {
 		{Name: "/dev/nvme0n1p2", SizeBytes: 600 * gi, Media: core.MediaSSD},
 		{Name: "/dev/vdc", SizeBytes: 100 * gi, Media: core.MediaHDD},
 		{Name: "/dev/vdg", SizeBytes: 500 * gi, Media: core.MediaHDD},
+		// A blank partition of a disk with a partition table, as the CSI driver hands it out.
+		{Name: "/dev/vdi1", SizeBytes: gi},
 	}, res.Capacity.Devices)
+	assert.Equal(t, []core.DeviceCapacity{{Name: "/dev/vdf", SizeBytes: 100 * gi}}, res.Formatted,
+		"only a device whose one fault is its signatures may be offered to a volume that holds it")
 	why := map[string]string{}
 	for _, s := range res.Skipped {
 		if s.Kind == core.KindDevice {
@@ -119,8 +125,9 @@ func TestDevicesInUseAreNotOffered(t *testing.T) {
 		"/dev/vdf":       "carries ext4",
 		"/dev/vdh":       "physical volume of volume group pool",
 		"/dev/vdh1":      "its disk /dev/vdh is in use (physical volume of volume group pool)",
-		"/dev/vdi":       "carries gpt",
-		"/dev/vdi1":      "its disk /dev/vdi carries gpt",
+		"/dev/vdi":       "has partitions /dev/vdi1",
+		"/dev/vdj":       "has partitions /dev/vdj1",
+		"/dev/vdj1":      "its disk /dev/vdj carries ext4",
 	}, why)
 }
 

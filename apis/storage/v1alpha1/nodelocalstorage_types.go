@@ -265,6 +265,14 @@ type DeviceInfo struct {
 	ReadOnly bool `json:"readOnly,omitempty"`
 	// +optional
 	Condition StorageConditionType `json:"condition,omitempty"`
+	// Signatures are the filesystem, RAID, LVM and partition-table
+	// signatures on the device, as wipefs lists them. A device with any is
+	// not blank: the scheduler does not count it as free for a new Device
+	// volume, as the CSI driver would refuse to hand it out. An Open-Local
+	// addition: readers that do not know the field ignore it.
+	// +optional
+	// +listType=atomic
+	Signatures []string `json:"signatures,omitempty"`
 }
 
 // VolumeGroup is an LVM volume group of the node.
