@@ -115,27 +115,9 @@ func (d *Driver) publishEphemeral(ctx context.Context, req *csi.NodePublishVolum
 // created it) and mounts it on target.
 func (d *Driver) mountEphemeral(ctx context.Context, id, vgName, target, fsType string, flags []string, readOnly, created bool) error {
 	dev := d.host.LVDevicePath(vgName, id)
-	formatted := false
-	if created {
-		err := d.host.FormatNewLV(ctx, vgName, id, fsType, nil)
-		if err != nil && !errors.Is(err, hostexec.ErrInUse) {
-			return hostError(err, "NodePublishVolume: formatting %s as %s", dev, fsType)
-		}
-		formatted = err == nil
-	}
-	if !formatted {
-		sigs, err := d.host.Signatures(ctx, dev)
-		if err != nil {
-			return hostError(err, "NodePublishVolume: reading the signatures of %s", dev)
-		}
-		switch {
-		case len(sigs) == 0:
-			if err := d.host.Mkfs(ctx, dev, fsType, nil); err != nil {
-				return hostError(err, "NodePublishVolume: formatting %s as %s", dev, fsType)
-			}
-		case !contains(sigs, fsType):
-			return status.Errorf(codes.FailedPrecondition, "NodePublishVolume: inline volume %s holds %v, not %s", id, sigs, fsType)
-		}
+	v := volume{ID: id, Type: TypeLVM, VG: vgName, LV: id, DevicePath: dev, Ephemeral: true}
+	if err := d.formatIfBlank(ctx, "NodePublishVolume", v, fsType, created); err != nil {
+		return err
 	}
 	mounted, err := d.ensureDir(ctx, target, false)
 	if err != nil {

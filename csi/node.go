@@ -169,23 +169,8 @@ func (d *Driver) stageFilesystem(ctx context.Context, v volume, staging, fsType 
 		}
 		return nil
 	}
-	formatted := false
-	if fresh {
-		switch err := d.host.FormatNewLV(ctx, v.VG, v.LV, fsType, nil); {
-		case err == nil:
-			formatted = true
-			klog.FromContext(ctx).Info("Formatted", "volume", v.ID, "device", v.DevicePath, "fsType", fsType, "new", true)
-		case errors.Is(err, hostexec.ErrInUse):
-			// Written to since it was created: probed below like any volume.
-			klog.FromContext(ctx).Info("A new volume was written to before its first stage; probing it", "volume", v.ID, "device", v.DevicePath)
-		default:
-			return hostError(err, "NodeStageVolume: formatting new volume %s as %s", v.DevicePath, fsType)
-		}
-	}
-	if !formatted {
-		if err := d.formatIfBlank(ctx, v, fsType); err != nil {
-			return err
-		}
+	if err := d.formatIfBlank(ctx, "NodeStageVolume", v, fsType, fresh); err != nil {
+		return err
 	}
 	if err := d.host.Mount(ctx, v.DevicePath, staging, fsType, mountOptions(fsType, flags, readOnly, v.ReadOnly)); err != nil {
 		return hostError(err, "NodeStageVolume: mounting %s on %s", v.DevicePath, staging)
@@ -194,35 +179,48 @@ func (d *Driver) stageFilesystem(ctx context.Context, v volume, staging, fsType 
 }
 
 // formatIfBlank formats a blank device and accepts one that already holds a
-// filesystem of the requested type; any other signature is refused. Mkfs
-// itself refuses a device with a signature, so a writable volume goes to it
-// first: a new volume then costs one signature probe, not two. Only when Mkfs
-// finds something is the device probed to tell an existing filesystem of the
-// right type (a restage, a restore) from anything else.
-func (d *Driver) formatIfBlank(ctx context.Context, v volume, fsType string) error {
-	if !v.ReadOnly {
-		err := d.host.Mkfs(ctx, v.DevicePath, fsType, nil)
+// filesystem of the requested type; any other signature is refused. A new
+// LV (fresh) is formatted without a probe, unless the host sees it was
+// written to (hostexec.Host.FormatNewLV). Otherwise Mkfs, which refuses a
+// device with a signature itself, goes first: only when it finds something
+// is the device probed to tell an existing filesystem of the right type (a
+// restage, a restore) from anything else. op names the RPC in messages.
+func (d *Driver) formatIfBlank(ctx context.Context, op string, v volume, fsType string, fresh bool) error {
+	logger := klog.FromContext(ctx)
+	if fresh && !v.ReadOnly {
+		err := d.host.FormatNewLV(ctx, v.VG, v.LV, fsType, nil)
 		if err == nil {
-			klog.FromContext(ctx).Info("Formatted", "volume", v.ID, "device", v.DevicePath, "fsType", fsType)
+			logger.Info("Formatted", "volume", v.ID, "device", v.DevicePath, "fsType", fsType, "new", true)
 			return nil
 		}
 		if !errors.Is(err, hostexec.ErrInUse) {
-			return hostError(err, "NodeStageVolume: formatting %s as %s", v.DevicePath, fsType)
+			return hostError(err, "%s: formatting new volume %s as %s", op, v.DevicePath, fsType)
+		}
+		logger.Info("A new volume was written to before its first use; probing it", "volume", v.ID, "device", v.DevicePath)
+	}
+	if !v.ReadOnly {
+		err := d.host.Mkfs(ctx, v.DevicePath, fsType, nil)
+		if err == nil {
+			logger.Info("Formatted", "volume", v.ID, "device", v.DevicePath, "fsType", fsType)
+			return nil
+		}
+		if !errors.Is(err, hostexec.ErrInUse) {
+			return hostError(err, "%s: formatting %s as %s", op, v.DevicePath, fsType)
 		}
 	}
 	sigs, err := d.host.Signatures(ctx, v.DevicePath)
 	if err != nil {
-		return hostError(err, "NodeStageVolume: reading the signatures of %s", v.DevicePath)
+		return hostError(err, "%s: reading the signatures of %s", op, v.DevicePath)
 	}
 	switch {
 	case len(sigs) == 0 && v.ReadOnly:
-		return status.Errorf(codes.FailedPrecondition, "NodeStageVolume: read-only volume %s (%s) holds no filesystem", v.ID, v.DevicePath)
+		return status.Errorf(codes.FailedPrecondition, "%s: read-only volume %s (%s) holds no filesystem", op, v.ID, v.DevicePath)
 	case len(sigs) == 0:
 		// Mkfs said in use, yet nothing is on the device: it is busy (held
 		// open by another mount or a device-mapper table).
-		return status.Errorf(codes.FailedPrecondition, "NodeStageVolume: %s holds no filesystem but cannot be formatted now (in use); refusing to touch it", v.DevicePath)
+		return status.Errorf(codes.FailedPrecondition, "%s: %s holds no filesystem but cannot be formatted now (in use); refusing to touch it", op, v.DevicePath)
 	case !contains(sigs, fsType):
-		return status.Errorf(codes.FailedPrecondition, "NodeStageVolume: %s holds %v, not a %s filesystem; refusing to format it", v.DevicePath, sigs, fsType)
+		return status.Errorf(codes.FailedPrecondition, "%s: volume %s (%s) holds %v, not a %s filesystem; refusing to format it", op, v.ID, v.DevicePath, sigs, fsType)
 	}
 	return nil
 }
