@@ -424,17 +424,22 @@ func pvcNames(pod *corev1.Pod) map[core.ClaimID][2]string {
 	return out
 }
 
-// awaitAnnotationsGone waits (as kube-scheduler's backoff does, at most a
-// few seconds) until the cache no longer books the claims by a selected-node
-// annotation that was removed.
-func (cl *cluster) awaitAnnotationsGone(req core.PodRequest) {
+// awaitSelectedNode waits (a few seconds at most) until the cache shows
+// every PVC of the pod annotated for node ("" = not annotated). The
+// simulator calls it on both sides of removing a refused node's
+// annotation, as kube-scheduler's backoff gives the informers time: first
+// until the cache has seen the annotation arrive, then until it has seen it
+// go. Waiting only for "gone" is not enough: before the arrival is seen the
+// PVC also shows none, and the claim would then be booked on the refused
+// node just after the pod was scheduled again.
+func (cl *cluster) awaitSelectedNode(pod *corev1.Pod, node string) {
 	deadline := time.Now().Add(5 * time.Second)
-	for _, v := range req.Volumes {
+	for id := range pvcNames(pod) {
 		for time.Now().Before(deadline) {
-			if _, src, ok := cl.cache.Claim(v.Claim); !ok || src != cache.SourceAnnotation {
+			if _, pvcNode := cl.cache.Observed(pod.Namespace, pod.Name, id); pvcNode == node {
 				break
 			}
-			time.Sleep(time.Millisecond)
+			time.Sleep(50 * time.Microsecond)
 		}
 	}
 }
@@ -531,10 +536,11 @@ func (r *runner) runExtender(res *Result) error {
 				}
 				// The provisioner gives up on the node: the annotation goes
 				// and the pod is scheduled again.
+				cl.awaitSelectedNode(s.q.pod, s.node)
 				if uerr := cl.setSelectedNode(s.q, ""); uerr != nil {
 					return false, uerr.Error()
 				}
-				cl.awaitAnnotationsGone(s.q.req)
+				cl.awaitSelectedNode(s.q.pod, "")
 				return false, fmt.Sprintf("reservation of %s on node %s: %v", v.Claim, s.node, err)
 			}
 			dev := b.Device
