@@ -8,6 +8,7 @@
 # file of this repository's packages it links, and the Go version, so an
 # unchanged tree is not rebuilt. The binary is written under a temporary
 # name and renamed when complete, so an interrupted build is never reused.
+# Only the three newest builds are kept.
 #
 # Usage:
 #   hack/build-scheduler-plugin.sh              build if needed; prints the binary's path last
@@ -82,4 +83,10 @@ echo "building open-local-scheduler ($k8s) into $out" >&2
 (cd "$MOD" && nice -n 10 "$GO" build -trimpath -ldflags "$ldf" -o "$tmp" .)
 mv "$tmp" "$bin"
 trap - EXIT
+# Every source change makes a new key (about 80 MiB each): keep the three
+# newest builds, enough to switch between a few branches without rebuilding.
+# shellcheck disable=SC2012
+ls -1dt "$CACHE_ROOT"/scheduler-*/ 2>/dev/null | tail -n +4 | while read -r old; do
+	rm -rf "$old"
+done
 echo "$bin"

@@ -84,10 +84,13 @@ cd /var/lib/open-local-vm || exit 1
 } | tee /run/guest-test.log
 rc=$(cat /run/guest-test.rc 2>/dev/null || echo 255)
 
-# Count every test and subtest outcome line of `go test -v`.
-pass=$(grep -c -E '^ *--- PASS: ' /run/guest-test.log)
-fail=$(grep -c -E '^ *--- FAIL: ' /run/guest-test.log)
-skip=$(grep -c -E '^ *--- SKIP: ' /run/guest-test.log)
+# Count every test and subtest outcome of `go test -v`, wherever it is in a
+# line: parallel tests share the output, and one that writes a partial line
+# (csi-sanity's progress dots) leaves the next outcome in mid-line.
+outcomes() { grep -o -E -- "--- $1: [^ ]+ \([0-9.]+s\)" /run/guest-test.log | wc -l; }
+pass=$(outcomes PASS)
+fail=$(outcomes FAIL)
+skip=$(outcomes SKIP)
 verdict=FAIL
 [ "$rc" = 0 ] && [ "$fail" = 0 ] && [ "$pass" -gt 0 ] && verdict=PASS
 say "guest.test exited $rc at uptime $(uptime_s)s"

@@ -47,7 +47,7 @@ GUEST_TOOLS="lvm dmsetup fsadm
   mount umount blkid blockdev losetup fsfreeze wipefs findmnt lsblk fsck nsenter
   bash stat readlink date dd kmod"
 # Disks: serial (the guest finds each disk by it) and size. Sparse files.
-GUEST_DISKS="ol-vg:24G ol-device:1G ol-extra:1G"
+GUEST_DISKS="ol-vg:24G ol-device:1G ol-extra:1G ol-sanity:24G"
 
 T0=$SECONDS
 say() { printf '[vm-tier %4ds] %s\n' $((SECONDS - T0)) "$*" >&2; }

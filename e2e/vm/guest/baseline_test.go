@@ -60,7 +60,7 @@ func TestGuestEnvironment(t *testing.T) {
 
 	t.Run("disks", func(t *testing.T) {
 		ds := RequireDisks(t)
-		for _, d := range []Disk{ds.VG, ds.Device, ds.Extra} {
+		for _, d := range []Disk{ds.VG, ds.Device, ds.Extra, ds.Sanity} {
 			st, err := os.Stat(d.Path)
 			require.NoError(t, err, "device node of %s", d.Serial)
 			require.NotZero(t, st.Mode()&os.ModeDevice, "%s is a device", d.Path)

@@ -22,6 +22,11 @@ import (
 // of the driver's default VG include list.
 const csiVG = "open-local-pool-0"
 
+// sanityVG is the volume group of csi-sanity's driver, on Disks.Sanity. Its
+// name is outside the default VG include list, so the other tests' drivers
+// never allocate from it while csi-sanity runs next to them.
+const sanityVG = "open-local-sanity"
+
 // csiDriver is the production binary serving all CSI services on the real
 // host, and a gRPC client to it.
 type csiDriver struct {
@@ -29,6 +34,7 @@ type csiDriver struct {
 	dir      string // root of the test's target and staging directories
 	sock     string
 	stateDir string
+	env      []string
 	args     []string
 	proc     *Process
 	conn     *grpc.ClientConn
@@ -39,29 +45,38 @@ type csiDriver struct {
 }
 
 // startCSIDriver creates csiVG on the VM's VG disk (wiped again at cleanup)
-// and starts `open-local csi --driver-mode all --host real` on it. Device
-// volumes may take only Disks.Device. At cleanup it checks that the test left
-// no LV in the VG and no mount under its directories.
+// and starts `open-local csi --driver-mode all --host real` on it, with the
+// default VG include list. Device volumes may take only Disks.Device. Its
+// LVM commands do not see Disks.Sanity, where csi-sanity's driver may be
+// working at the same time.
 func startCSIDriver(t *testing.T) *csiDriver {
 	t.Helper()
 	disks := RequireDisks(t)
-	pv := ClaimDisk(t, disks.VG)
+	env := lvmView(t, `"r|^`+disks.Sanity.Path+`$|", "a|.*|"`)
+	return startCSIDriverOn(t, disks.VG, csiVG, env, "--device-include", "^"+disks.Device.Path+"$")
+}
+
+// startCSIDriverOn creates VG vg on disk (wiped again at cleanup) and starts
+// the driver with env and args added. At cleanup it checks that the test left
+// no LV in the VG and no mount under its directories.
+func startCSIDriverOn(t *testing.T, disk Disk, vg string, env []string, args ...string) *csiDriver {
+	t.Helper()
+	pv := ClaimDisk(t, disk)
 	h, ctx := NewHost(t)
-	require.NoError(t, h.CreateVG(ctx, csiVG, []string{pv}, false))
+	require.NoError(t, h.CreateVG(ctx, vg, []string{pv}, false))
 
 	// Not t.TempDir: that one is removed before ClaimDisk's cleanup runs, and
 	// a leftover mount in it would make the removal fail with a less clear
 	// message than the check below.
 	dir, err := os.MkdirTemp("/var/lib", "ol-csi-")
 	require.NoError(t, err)
-	d := &csiDriver{t: t, dir: dir, sock: filepath.Join(dir, "csi.sock"), stateDir: filepath.Join(dir, "state")}
-	d.args = []string{"csi", "--driver-mode", "all", "--host", "real",
-		"--endpoint", "unix://" + d.sock, "--node-id", "vm-node", "--state-dir", d.stateDir,
-		"--device-include", "^" + disks.Device.Path + "$"}
+	d := &csiDriver{t: t, dir: dir, sock: filepath.Join(dir, "csi.sock"), stateDir: filepath.Join(dir, "state"), env: env}
+	d.args = append([]string{"csi", "--driver-mode", "all", "--host", "real",
+		"--endpoint", "unix://" + d.sock, "--node-id", "vm-node", "--state-dir", d.stateDir}, args...)
 	t.Cleanup(func() {
 		// Runs after the driver was stopped (cleanups run last-in first-out).
 		requireNoMountsUnder(t, dir)
-		requireNoLVs(t)
+		requireNoLVs(t, vg)
 		if !t.Failed() {
 			_ = os.RemoveAll(dir)
 		}
@@ -70,10 +85,28 @@ func startCSIDriver(t *testing.T) *csiDriver {
 	return d
 }
 
+// lvmView is the environment that gives a driver's LVM commands a device
+// filter of their own: LVM_SYSTEM_DIR names a copy of the guest's lvm.conf
+// with global_filter set to filter (LVM's list syntax, without the brackets).
+// Two drivers on one host would each take the other's LVs for their own
+// volumes (ListVolumes lists every Open-Local LV the node has); on a real
+// node there is one driver, so this exists only for the tests that run side
+// by side.
+func lvmView(t *testing.T, filter string) []string {
+	t.Helper()
+	base, err := os.ReadFile("/etc/lvm/lvm.conf")
+	require.NoError(t, err)
+	conf := strings.Replace(string(base), "devices {", "devices { global_filter = [ "+filter+" ]", 1)
+	require.NotEqual(t, string(base), conf, "/etc/lvm/lvm.conf has a devices section to add the filter to")
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "lvm.conf"), []byte(conf), 0o644))
+	return []string{"LVM_SYSTEM_DIR=" + dir}
+}
+
 // start (re)starts the plugin process and connects to it.
 func (d *csiDriver) start() {
 	d.t.Helper()
-	d.proc = StartOpenLocal(d.t, []string{"KUBE_NODE_NAME=vm-node"}, d.args...)
+	d.proc = StartOpenLocal(d.t, append([]string{"KUBE_NODE_NAME=vm-node"}, d.env...), d.args...)
 	d.proc.WaitForSocket(d.t, d.sock, 60*time.Second)
 	conn, err := grpc.NewClient("unix://"+d.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(d.t, err)
@@ -203,16 +236,16 @@ func (d *csiDriver) teardown(t testing.TB, v *csiVolume) {
 	d.delete(t, v)
 }
 
-// requireNoLVs fails when csiVG still holds an LV.
-func requireNoLVs(t testing.TB) {
+// requireNoLVs fails when vg still holds an LV.
+func requireNoLVs(t testing.TB, vg string) {
 	t.Helper()
-	out, err := Tool("lvm", "lvs", "--noheadings", "-o", "lv_name", csiVG)
+	out, err := Tool("lvm", "lvs", "--noheadings", "-o", "lv_name", vg)
 	if err != nil {
-		t.Errorf("listing the LVs of %s: %v", csiVG, err)
+		t.Errorf("listing the LVs of %s: %v", vg, err)
 		return
 	}
 	if lvs := strings.Fields(out); len(lvs) > 0 {
-		t.Errorf("LVs left in %s: %v", csiVG, lvs)
+		t.Errorf("LVs left in %s: %v", vg, lvs)
 	}
 }
 

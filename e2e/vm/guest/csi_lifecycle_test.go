@@ -24,7 +24,12 @@ const (
 
 // TestCSILifecycle drives the production binary over CSI gRPC through what a
 // CO does with a volume's life, on real LVM, filesystems, mounts and cgroups.
+// It runs next to TestCSISanity, after the serial tests (the latency
+// measurement among them): the two use disks of their own, and the VM's two
+// vCPUs then both work. The throttle checks have a wide margin for that (the
+// unthrottled control runs some 40 times faster than the limit allows).
 func TestCSILifecycle(t *testing.T) {
+	t.Parallel()
 	d := startCSIDriver(t)
 
 	for _, fs := range []string{"ext4", "xfs"} {
@@ -41,7 +46,7 @@ func TestCSILifecycle(t *testing.T) {
 		// 200 direct 4 KiB writes at 50 IOPS: 4 s nominal.
 		lifecycleThrottle(t, d, "iops", "50", 50, []string{"bs=4k", "count=200"}, 200)
 	})
-	requireNoLVs(t)
+	requireNoLVs(t, csiVG)
 	requireNoIOMax(t)
 }
 

@@ -19,9 +19,18 @@ import (
 // of the in-process suite (csi/sanity_test.go): whole extents off GiB
 // boundaries, since csi-sanity asks for required == limit bytes. The
 // driver's cleanup checks that no LV and no mount is left.
+//
+// It runs in parallel with TestCSILifecycle, on a disk and a VG of its own
+// (sanityVG on Disks.Sanity), with LVM commands that see only that disk and
+// no device Device volumes may take, so that neither driver can allocate or
+// list what the other one uses.
 func TestCSISanity(t *testing.T) {
+	t.Parallel()
 	const mib, gib = int64(1) << 20, int64(1) << 30
-	d := startCSIDriver(t)
+	disks := RequireDisks(t)
+	env := lvmView(t, `"a|^`+disks.Sanity.Path+`$|", "r|.*|"`)
+	d := startCSIDriverOn(t, disks.Sanity, sanityVG, env,
+		"--vg-include", "^"+sanityVG+"$", "--device-include", "^/dev/open-local-sanity-has-no-device$")
 	cfg := sanity.NewTestConfig()
 	cfg.Address = "unix://" + d.sock
 	// csi-sanity's hooks create the two directories, not their parent.

@@ -21,6 +21,7 @@ const (
 	SerialVG     = "ol-vg"     // for the VG that resourceToBeInited creates
 	SerialDevice = "ol-device" // for an exclusive Device volume
 	SerialExtra  = "ol-extra"  // for growing a VG (vgextend) and striping
+	SerialSanity = "ol-sanity" // csi-sanity's VG, so that it can run beside the lifecycle test
 )
 
 // Disk is one virtio disk of the VM.
@@ -33,7 +34,7 @@ type Disk struct {
 
 // Disks are the VM's disks, by role.
 type Disks struct {
-	VG, Device, Extra Disk
+	VG, Device, Extra, Sanity Disk
 }
 
 // FindDisks reads /sys/block/vd* and returns the disks by serial.
@@ -50,7 +51,7 @@ func FindDisks() (Disks, error) {
 	for _, want := range []struct {
 		serial string
 		into   *Disk
-	}{{SerialVG, &ds.VG}, {SerialDevice, &ds.Device}, {SerialExtra, &ds.Extra}} {
+	}{{SerialVG, &ds.VG}, {SerialDevice, &ds.Device}, {SerialExtra, &ds.Extra}, {SerialSanity, &ds.Sanity}} {
 		d, ok := bySerial[want.serial]
 		if !ok {
 			return Disks{}, fmt.Errorf("no virtio disk with serial %q among %v", want.serial, all)

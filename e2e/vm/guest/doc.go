@@ -8,11 +8,14 @@
 // the guest's /init), because its tests wipe disks.
 //
 // Adding tests: put a new _test.go file (with the vmguest tag) in this
-// package. The tests run one after the other, as root, and can use:
+// package. The tests run one after the other, as root, except TestCSISanity
+// and TestCSILifecycle, which run side by side once the others are done (on
+// disks of their own, so that both vCPUs work), and can use:
 //
 //   - RequireDisks finds the VM's disks by their serial: Disks.VG (meant for
 //     the VG of resourceToBeInited), Disks.Device (an exclusive Device
-//     volume) and Disks.Extra (vgextend, striping).
+//     volume), Disks.Extra (vgextend, striping) and Disks.Sanity
+//     (csi-sanity's VG).
 //   - ClaimDisk hands a test a disk that must be blank and wipes it again at
 //     cleanup (LVs unmounted, VGs and PVs removed, signatures erased), so the
 //     next test finds it blank too.

@@ -75,6 +75,12 @@ func runChild() int {
 		fmt.Println("guest suite: no test ran (does OPEN_LOCAL_VM_RUN match any test?)")
 		code = 1
 	}
+	if missing := s.withoutOutcome(); code == 0 && len(missing) > 0 {
+		// The binary says all passed, yet the output lacks some outcome:
+		// the run is not trusted rather than reported as a pass.
+		fmt.Printf("guest suite: exit status 0 but no outcome was seen for %s\n", strings.Join(missing, ", "))
+		code = 1
+	}
 	s.print(os.Stdout, code, time.Since(start))
 	return code
 }
@@ -103,9 +109,12 @@ type summary struct {
 	problem  string // first "panic:" or timeout line
 }
 
+// The markers are found anywhere in a line, not only at its start: tests
+// running in parallel share the output, and a test that writes a partial
+// line (csi-sanity's progress dots) leaves the next marker in mid-line.
 var (
-	runLine    = regexp.MustCompile(`^=== RUN\s+(\S+)`)
-	resultLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+) \(([0-9.]+)s\)`)
+	runLine    = regexp.MustCompile(`=== RUN\s+(\S+)`)
+	resultLine = regexp.MustCompile(`--- (PASS|FAIL|SKIP): (\S+) \(([0-9.]+)s\)`)
 )
 
 func newSummary() *summary {
@@ -156,6 +165,17 @@ func (s *summary) count(outcome string) int {
 }
 
 func (s *summary) total() int { return len(s.outcome) }
+
+// withoutOutcome lists the top-level tests that started and never ended.
+func (s *summary) withoutOutcome() []string {
+	var out []string
+	for _, name := range s.order {
+		if _, ok := s.outcome[name]; !ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
 
 func (s *summary) print(w io.Writer, code int, elapsed time.Duration) {
 	_, _ = fmt.Fprintf(w, "open-local-vm summary: %d tests and subtests: %d passed, %d failed, %d skipped; exit status %d after %.1fs\n",
